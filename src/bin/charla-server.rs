@@ -1,0 +1,131 @@
+//! `charla-server`: parses the command line, binds, opens storage, and runs
+//! the server until SIGINT or SIGTERM.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use charla::server::{Config, Server};
+use charla::shutdown::Shutdown;
+use charla::store::sqlite::SyncMode;
+
+/// The charla chat server: accounts and messages in SQLite, one line
+/// protocol (docs/PROTOCOL.md) for the `charla` client, scripts and nc.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port (shown at start).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: String,
+    /// SQLite database file, created with its tables on first start.
+    #[arg(long, default_value = "chat.db")]
+    db: PathBuf,
+    /// Most connections at once; further ones get `BYE server-full`.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_clients: u64,
+    /// Longest line in bytes, counting the newline.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(charla::frame::MIN_MAX_LINE as u64..=1 << 20))]
+    max_line: u64,
+    /// Seconds a connection has to log in or register.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    login_timeout: u64,
+    /// bcrypt cost for new password hashes (4 to 31; each step doubles the work).
+    #[arg(long, default_value_t = charla::auth::DEFAULT_COST, value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
+    /// SQLite synchronous level: `full` survives power cuts, `normal` survives crashes.
+    #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+    sync: SyncMode,
+    /// Also append every error to this file.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// This server's name, announced in HELLO.
+    #[arg(long, default_value = "node-1")]
+    node: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = charla::logging::init("info", args.log_file.as_deref()) {
+        eprintln!(
+            "charla-server: cannot open the log file {}: {e}",
+            display(&args.log_file)
+        );
+        return ExitCode::FAILURE;
+    }
+    if !charla::validate::is_token(&args.node) {
+        eprintln!("charla-server: --node must be 1 to 64 characters of A-Z a-z 0-9 _ -");
+        return ExitCode::FAILURE;
+    }
+    let listener = match TcpListener::bind(&args.addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("charla-server: cannot listen on {}: {e}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = Config {
+        db: args.db,
+        max_clients: usize::try_from(args.max_clients).unwrap_or(usize::MAX),
+        max_line: usize::try_from(args.max_line).unwrap_or(usize::MAX),
+        login_timeout: Duration::from_secs(args.login_timeout),
+        bcrypt_cost: args.bcrypt_cost,
+        sync: args.sync,
+        node: args.node,
+        ..Config::default()
+    };
+    let shutdown = Shutdown::new();
+    let server = match Server::open(config, shutdown.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("charla-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = watch_signals(shutdown) {
+        eprintln!("charla-server: cannot watch for signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    match listener.local_addr() {
+        Ok(addr) => println!("Servidor escuchando en {addr}"),
+        Err(e) => {
+            eprintln!("charla-server: cannot read the listening address: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match server.run(listener) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("charla-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first SIGINT/SIGTERM stops the server in order; a second one ends
+/// the process at once.
+fn watch_signals(shutdown: Shutdown) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                log::info!("signal {signal}: stopping");
+                shutdown.trigger();
+            } else {
+                log::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn display(path: &Option<PathBuf>) -> String {
+    path.as_ref().map_or_else(String::new, |p| p.display().to_string())
+}
