@@ -24,10 +24,14 @@
 //!
 //! Client:
 //! - [`client`]: the terminal client behind the `charla` binary.
+//!
+//! Measuring:
+//! - [`bench`]: the load scenarios behind `charla-bench`.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bench;
 pub mod client;
 pub mod code;
 pub mod command;

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Runs the same charla-bench scenarios against charla-server and ngIRCd on
+# loopback, alternating, and prints each result and the median ratios.
+#
+#   bench/compare.sh [RUNS]        (default 3 runs per scenario and server)
+#
+# Needs: ngircd (Debian: apt-get install ngircd; the script installs it when
+# run as root and it is missing), python3, and `ulimit -n` above the largest
+# client count. Only 127.0.0.1 is used. Each run is bounded by --timeout.
+# Environment: SCENARIOS to choose (default "fanout50 fanout500 pingpong
+# connect"), CONNECT_CLIENTS (default 2000), MESSAGES (default 2000, the
+# messages per sender of the fanout runs; the issue's M=200 runs last only a
+# fraction of a second here, too short to be stable), OUT (result folder).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${1:-3}
+SCENARIOS=${SCENARIOS:-"fanout50 fanout500 pingpong connect"}
+CONNECT_CLIENTS=${CONNECT_CLIENTS:-2000}
+MESSAGES=${MESSAGES:-2000}
+CHARLA_PORT=${CHARLA_PORT:-7100}
+IRC_PORT=${IRC_PORT:-7167}
+OUT=${OUT:-$(mktemp -d /tmp/charla-compare.XXXXXX)}
+mkdir -p "$OUT"
+
+if ! command -v ngircd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y ngircd >/dev/null
+    else
+        echo "ngircd is not installed: apt-get install ngircd" >&2
+        exit 1
+    fi
+fi
+cargo build --release --bins >&2
+BENCH=target/release/charla-bench
+SERVER=target/release/charla-server
+
+# ngIRCd with its brakes lifted, as fair as charla's settings.
+cat > "$OUT/ngircd.conf" <<CONF
+[Global]
+    Name = bench.invalid
+    Info = charla comparison
+    Listen = 127.0.0.1
+    Ports = $IRC_PORT
+    PidFile = $OUT/ngircd.pid
+[Limits]
+    MaxConnections = 0
+    MaxConnectionsIP = 0
+    MaxJoins = 0
+    MaxPenaltyTime = 0
+    PingTimeout = 600
+    PongTimeout = 600
+[Options]
+    PAM = no
+    DNS = no
+    Ident = no
+    OperCanUseMode = yes
+CONF
+
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+start_charla() {
+    rm -f "$OUT"/charla.db*
+    RUST_LOG=warn "$SERVER" --addr 127.0.0.1:$CHARLA_PORT --db "$OUT/charla.db" --bcrypt-cost 4 \
+        >"$OUT/charla.out" 2>"$OUT/charla.err" &
+    CHARLA_PID=$!
+    pids+=("$CHARLA_PID")
+    for _ in $(seq 100); do grep -q "Servidor escuchando" "$OUT/charla.out" 2>/dev/null && return; sleep 0.05; done
+    echo "charla-server did not start" >&2; exit 1
+}
+start_irc() {
+    ngircd -n -f "$OUT/ngircd.conf" >"$OUT/ngircd.log" 2>&1 &
+    IRC_PID=$!
+    pids+=("$IRC_PID")
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$IRC_PORT) 2>/dev/null && return; sleep 0.05; done
+    echo "ngircd did not start" >&2; exit 1
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+args_of() {
+    case $1 in
+        fanout50) echo "fanout --clients 50 --senders 50 --messages $MESSAGES --window 8" ;;
+        fanout500) echo "fanout --clients 500 --senders 10 --messages $((MESSAGES * 5)) --window 8" ;;
+        pingpong) echo "fanout --clients 2 --senders 1 --messages 20000 --window 1" ;;
+        connect) echo "connect --clients $CONNECT_CLIENTS" ;;
+    esac
+}
+
+for scenario in $SCENARIOS; do
+    for run in $(seq "$RUNS"); do
+        for server in charla irc; do
+            # A fresh server per run, so runs do not inherit each other's state.
+            if [ $server = charla ]; then start_charla; pid=$CHARLA_PID; proto=charla; port=$CHARLA_PORT
+            else start_irc; pid=$IRC_PID; proto=irc; port=$IRC_PORT; fi
+            # shellcheck disable=SC2046
+            "$BENCH" --addr 127.0.0.1:$port --protocol $proto --server-pid "$pid" --json --timeout 300 \
+                --prefix "b${run}x" $(args_of "$scenario") | tee -a "$OUT/$scenario.$server.jsonl"
+            stop "$pid"
+        done
+    done
+done
+
+python3 - "$OUT" $SCENARIOS <<'PY'
+import json, statistics, sys, os
+out, scenarios = sys.argv[1], sys.argv[2:]
+keys = {"fanout": ["deliveries_per_s", "messages_per_s", "latency_p50_us", "latency_p99_us", "deliveries_lost", "server_cpu_s"],
+        "connect": ["login_seconds", "marker_all_ms", "server_rss_per_session_kib"]}
+print(f"\nmedians of the runs in {out}")
+for s in scenarios:
+    rows = {}
+    for server in ("charla", "irc"):
+        path = os.path.join(out, f"{s}.{server}.jsonl")
+        if os.path.exists(path):
+            rows[server] = [json.loads(l) for l in open(path) if l.strip()]
+    if not rows:
+        continue
+    kind = next(iter(rows.values()))[0]["scenario"]
+    print(f"\n{s}")
+    print(f"  {'metric':28} {'charla':>14} {'ngircd':>14} {'ratio':>8}")
+    for k in keys[kind]:
+        med = {srv: statistics.median(r[k] for r in rs) for srv, rs in rows.items()}
+        c, i = med.get("charla"), med.get("irc")
+        ratio = f"{c / i:8.2f}" if c is not None and i else "       -"
+        fmt = lambda v: "-" if v is None else f"{v:14.1f}"
+        print(f"  {k:28} {fmt(c):>14} {fmt(i):>14} {ratio}")
+PY

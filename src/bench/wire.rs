@@ -1,0 +1,287 @@
+//! The two protocols the bench speaks: charla's and IRC's, reduced to what
+//! the scenarios need (log in, send a timestamped message, recognise an
+//! acknowledgement and a delivery).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::BenchError;
+
+/// The channel IRC clients of the bench join.
+pub const IRC_CHANNEL: &str = "#bench";
+/// Largest line the bench reads; longer ones are a protocol error.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Which server the bench talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// charla's line protocol: LOGIN/REGISTER, SAY acknowledged by OK SAY.
+    Charla,
+    /// IRC: NICK/USER/JOIN, PRIVMSG followed by a PING whose PONG is the
+    /// acknowledgement (the server answers in order).
+    Irc,
+}
+
+/// What a received line means to a scenario.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// The server finished one of our sends (OK SAY / PONG).
+    Ack,
+    /// The server refused one of our sends (ERR SAY); it still frees its
+    /// place in the window.
+    Refused,
+    /// Someone's message reached us; the body as sent.
+    Delivery(&'a str),
+    /// The server keeps the connection alive (IRC PING): answer it.
+    KeepAlive(&'a str),
+    /// The server is closing the connection.
+    Closing,
+    /// Anything else (JOIN, LEAVE, numerics...).
+    Other,
+}
+
+/// Reads from a shared socket, so one connection needs one descriptor even
+/// with a reader thread and a writer.
+pub struct SharedStream(pub Arc<TcpStream>);
+
+impl Read for SharedStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+/// One bench connection, logged in.
+pub struct Conn {
+    /// The socket, shared with the reader thread.
+    pub stream: Arc<TcpStream>,
+    /// Buffered reads.
+    pub reader: BufReader<SharedStream>,
+    /// Reused line buffer.
+    line: Vec<u8>,
+}
+
+impl Conn {
+    /// Connects to `addr`.
+    ///
+    /// # Errors
+    /// When the connection fails.
+    pub fn connect(addr: SocketAddr) -> Result<Conn, BenchError> {
+        let stream = TcpStream::connect(addr).map_err(BenchError::io(format!("connect to {addr}")))?;
+        let _ = stream.set_nodelay(true);
+        let stream = Arc::new(stream);
+        let reader = BufReader::with_capacity(16 * 1024, SharedStream(Arc::clone(&stream)));
+        Ok(Conn {
+            stream,
+            reader,
+            line: Vec::with_capacity(256),
+        })
+    }
+
+    /// Sends bytes.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub fn send(&self, bytes: &[u8]) -> Result<(), BenchError> {
+        (&*self.stream).write_all(bytes).map_err(BenchError::io("send"))
+    }
+
+    /// Reads one line without its line ending; `None` at EOF.
+    ///
+    /// # Errors
+    /// On a read error or a line longer than 64 KiB.
+    pub fn read_line(&mut self) -> Result<Option<&str>, BenchError> {
+        self.line.clear();
+        let read = (&mut self.reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut self.line)
+            .map_err(BenchError::io("read"))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if self.line.last() != Some(&b'\n') {
+            return Err(BenchError::Protocol("line too long or cut".into()));
+        }
+        while matches!(self.line.last(), Some(b'\n' | b'\r')) {
+            self.line.pop();
+        }
+        std::str::from_utf8(&self.line)
+            .map(Some)
+            .map_err(|_| BenchError::Protocol("server sent non-UTF-8".into()))
+    }
+
+    /// Reads a line, failing on EOF.
+    fn expect_line(&mut self, what: &str) -> Result<String, BenchError> {
+        match self.read_line()? {
+            Some(line) => Ok(line.to_string()),
+            None => Err(BenchError::Protocol(format!(
+                "connection closed while waiting for {what}"
+            ))),
+        }
+    }
+
+    /// Logs in as `user`, registering the account first if it does not
+    /// exist (charla); registers the nick and joins the bench channel (IRC).
+    ///
+    /// # Errors
+    /// When the server refuses or closes.
+    pub fn log_in(
+        &mut self,
+        protocol: Protocol,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> Result<(), BenchError> {
+        let _ = self.stream.set_read_timeout(Some(timeout));
+        let result = match protocol {
+            Protocol::Charla => self.log_in_charla(user, password),
+            Protocol::Irc => self.log_in_irc(user),
+        };
+        let _ = self.stream.set_read_timeout(None);
+        result
+    }
+
+    fn log_in_charla(&mut self, user: &str, password: &str) -> Result<(), BenchError> {
+        let hello = self.expect_line("HELLO")?;
+        if !hello.starts_with("HELLO ") {
+            return Err(BenchError::Protocol(format!("expected HELLO, got {hello:?}")));
+        }
+        self.send(format!("LOGIN {user} {password}\n").as_bytes())?;
+        let reply = self.expect_line("the LOGIN reply")?;
+        if reply.starts_with("OK LOGIN ") {
+            return Ok(());
+        }
+        if !reply.starts_with("ERR LOGIN bad-credentials") {
+            return Err(BenchError::Protocol(format!("LOGIN {user}: {reply}")));
+        }
+        self.send(format!("REGISTER {user} {password} Bench {user}\n").as_bytes())?;
+        let reply = self.expect_line("the REGISTER reply")?;
+        if reply.starts_with("OK REGISTER ") {
+            Ok(())
+        } else {
+            Err(BenchError::Protocol(format!("REGISTER {user}: {reply}")))
+        }
+    }
+
+    fn log_in_irc(&mut self, user: &str) -> Result<(), BenchError> {
+        self.send(format!("NICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
+        self.irc_until(" 001 ")?;
+        self.send(format!("JOIN {IRC_CHANNEL}\r\n").as_bytes())?;
+        self.irc_until(" 366 ")
+    }
+
+    /// Reads IRC lines until one contains `marker`, answering PINGs.
+    fn irc_until(&mut self, marker: &str) -> Result<(), BenchError> {
+        for _ in 0..10_000 {
+            let line = self.expect_line(marker.trim())?;
+            if let Some(token) = line.strip_prefix("PING ") {
+                self.send(format!("PONG {token}\r\n").as_bytes())?;
+            } else if line.starts_with("ERROR") || line.contains(" 433 ") {
+                return Err(BenchError::Protocol(format!("IRC server refused: {line}")));
+            } else if line.contains(marker) {
+                return Ok(());
+            }
+        }
+        Err(BenchError::Protocol(format!(
+            "no {} from the IRC server",
+            marker.trim()
+        )))
+    }
+
+    /// Ends the session politely and closes the socket.
+    pub fn close(&self, protocol: Protocol) {
+        let bye: &[u8] = match protocol {
+            Protocol::Charla => b"QUIT\n",
+            Protocol::Irc => b"QUIT :bench\r\n",
+        };
+        let _ = self.send(bye);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The bytes that send `body` as one chat message, plus what makes the
+/// server acknowledge it.
+pub fn encode_message(protocol: Protocol, body: &str) -> Vec<u8> {
+    match protocol {
+        Protocol::Charla => format!("SAY {body}\n").into_bytes(),
+        Protocol::Irc => format!("PRIVMSG {IRC_CHANNEL} :{body}\r\nPING :ack\r\n").into_bytes(),
+    }
+}
+
+/// What a line received means.
+pub fn classify(protocol: Protocol, line: &str) -> Incoming<'_> {
+    match protocol {
+        Protocol::Charla => {
+            if let Some(rest) = line.strip_prefix("MSG ") {
+                // MSG ID TS USER TEXT
+                rest.splitn(4, ' ').nth(3).map_or(Incoming::Other, Incoming::Delivery)
+            } else if line.starts_with("OK SAY ") {
+                Incoming::Ack
+            } else if line.starts_with("ERR SAY ") {
+                Incoming::Refused
+            } else if line.starts_with("BYE ") {
+                Incoming::Closing
+            } else {
+                Incoming::Other
+            }
+        }
+        Protocol::Irc => {
+            if let Some(token) = line.strip_prefix("PING ") {
+                Incoming::KeepAlive(token)
+            } else if line.starts_with("ERROR") {
+                Incoming::Closing
+            } else if let Some((_, body)) = line.split_once(" PRIVMSG #bench :") {
+                Incoming::Delivery(body)
+            } else if line.contains(" PONG ") {
+                Incoming::Ack
+            } else {
+                Incoming::Other
+            }
+        }
+    }
+}
+
+/// A message body: sender, sequence number and send time, padded with `x`
+/// to `size` bytes.
+pub fn body(sender: usize, seq: usize, sent_ns: u64, size: usize) -> String {
+    let mut body = format!("{sender} {seq} {sent_ns} ");
+    while body.len() < size {
+        body.push('x');
+    }
+    body
+}
+
+/// The send time inside a body made by [`body`].
+pub fn sent_ns(body: &str) -> Option<u64> {
+    body.split(' ').nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_their_send_time() {
+        let b = body(3, 7, 123_456, 40);
+        assert_eq!(b.len(), 40);
+        assert_eq!(sent_ns(&b), Some(123_456));
+    }
+
+    #[test]
+    fn classifies_both_protocols() {
+        assert_eq!(
+            classify(Protocol::Charla, "MSG 1 2 ana 0 1 99 x"),
+            Incoming::Delivery("0 1 99 x")
+        );
+        assert_eq!(classify(Protocol::Charla, "OK SAY 1 2"), Incoming::Ack);
+        assert_eq!(classify(Protocol::Charla, "ERR SAY db-error x"), Incoming::Refused);
+        assert_eq!(classify(Protocol::Charla, "JOIN ana"), Incoming::Other);
+        assert_eq!(
+            classify(Protocol::Irc, ":a!b@c PRIVMSG #bench :0 1 99 x"),
+            Incoming::Delivery("0 1 99 x")
+        );
+        assert_eq!(classify(Protocol::Irc, ":srv PONG srv :ack"), Incoming::Ack);
+        assert_eq!(classify(Protocol::Irc, "PING :srv"), Incoming::KeepAlive(":srv"));
+    }
+}

@@ -1,0 +1,170 @@
+//! `charla-bench`: parses the command line and runs one load scenario
+//! against a running server (see docs/PERFORMANCE.md).
+
+use std::net::ToSocketAddrs;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use charla::bench::connect::{self, ConnectOptions};
+use charla::bench::fanout::{self, FanoutOptions};
+use charla::bench::login::{self, LoginOptions};
+use charla::bench::{Common, Protocol};
+
+/// Load scenarios for charla-server (and, for comparison, an IRC server).
+///
+/// Opening many connections needs file descriptors: `ulimit -n` must exceed
+/// the number of clients (10,000 clients: `ulimit -n 20000`).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// The server to load; only loopback servers are benchmarked here.
+    #[arg(long, default_value = "127.0.0.1:8000", global = true)]
+    addr: String,
+    /// Protocol of the server.
+    #[arg(long, value_enum, default_value_t = Protocol::Charla, global = true)]
+    protocol: Protocol,
+    /// The server's pid: report its CPU time, RSS and context switches.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Print one JSON line instead of the human summary.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Prefix of the bench accounts (created on first use, then reused).
+    #[arg(long, default_value = "bench", global = true)]
+    prefix: String,
+    /// Password of the bench accounts.
+    #[arg(long, default_value = "bench-pass-1", global = true)]
+    password: String,
+    /// Seconds any phase may take before the run gives up.
+    #[arg(long, default_value_t = 120, global = true)]
+    timeout: u64,
+    /// The scenario.
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// N sessions, S senders, M messages each, window W: rates, loss, latency.
+    Fanout(FanoutArgs),
+    /// C sessions connect and log in; then one message reaches all of them.
+    Connect {
+        /// Sessions to open.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Connections opened at once.
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
+    },
+    /// L logins over P connections at once, against what the cores can hash.
+    Login(LoginArgs),
+    /// Chat latency of a fanout alone and during a login storm.
+    Storm {
+        #[command(flatten)]
+        chat: FanoutArgs,
+        #[command(flatten)]
+        logins: LoginArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct FanoutArgs {
+    /// Sessions in the room.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// How many of them send.
+    #[arg(long, default_value_t = 50)]
+    senders: usize,
+    /// Messages per sender.
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+    /// Most unacknowledged messages per sender.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+#[derive(Args, Debug)]
+struct LoginArgs {
+    /// Logins in all.
+    #[arg(long, default_value_t = 200)]
+    logins: usize,
+    /// Connections logging in at once.
+    #[arg(long, default_value_t = 8)]
+    parallel: usize,
+    /// The server's bcrypt cost (to compare with what the cores can hash).
+    #[arg(long, default_value_t = charla::auth::DEFAULT_COST)]
+    cost: u32,
+}
+
+impl FanoutArgs {
+    fn options(&self) -> FanoutOptions {
+        FanoutOptions {
+            clients: self.clients,
+            senders: self.senders,
+            messages: self.messages,
+            window: self.window,
+            size: self.size,
+        }
+    }
+}
+
+impl LoginArgs {
+    fn options(&self) -> LoginOptions {
+        LoginOptions {
+            logins: self.logins,
+            parallel: self.parallel,
+            cost: self.cost,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let addr = match cli.addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => addr,
+        _ => {
+            eprintln!("charla-bench: cannot resolve --addr {}", cli.addr);
+            return ExitCode::from(2);
+        }
+    };
+    let common = Common {
+        addr,
+        protocol: cli.protocol,
+        server_pid: cli.server_pid,
+        prefix: cli.prefix,
+        password: cli.password,
+        timeout: Duration::from_secs(cli.timeout),
+        progress: true,
+    };
+    let report = match &cli.scenario {
+        Scenario::Fanout(args) => fanout::run(&common, &args.options()),
+        Scenario::Connect { clients, parallel } => connect::run(
+            &common,
+            &ConnectOptions {
+                clients: *clients,
+                parallel: *parallel,
+            },
+        ),
+        Scenario::Login(args) => login::run(&common, &args.options()),
+        Scenario::Storm { chat, logins } => login::storm(&common, &chat.options(), &logins.options()),
+    };
+    match report {
+        Ok(report) if cli.json => {
+            println!("{}", report.to_json());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.to_text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("charla-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
