@@ -16,9 +16,9 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::code::ErrorCode;
 use crate::command::Verb;
-use crate::outbox::Outbox;
+use crate::outbox::{MsgBatch, Outbox};
 use crate::registry::{ConnectionId, Registry};
-use crate::reply;
+use crate::reply::{self, WireLine};
 use crate::store::{Account, Appended, CreateAccountError, Millis, NewAccount, NewMessage, StoreWriter};
 
 /// Most messages stored in one transaction.
@@ -159,22 +159,45 @@ fn run(mut writer: Box<dyn StoreWriter>, registry: &Registry, queue: &Receiver<O
     }
 }
 
-/// Acknowledges each stored SAY and fans its `MSG` out, in id order.
+/// Acknowledges each stored SAY and fans the new messages out, in id order.
+/// Each author gets its `OK SAY` lines as one reply, and every session one
+/// shared [`MsgBatch`] (without its own lines).
 fn deliver(registry: &Registry, says: &mut Vec<SayOp>, messages: &[NewMessage], outcomes: &[Appended]) {
-    let members = registry.members();
-    for ((op, message), outcome) in says.drain(..).zip(messages).zip(outcomes) {
+    let mut batch = MsgBatch::default();
+    // (connection, its outbox, its OK SAY lines), in first-seen order.
+    let mut replies: Vec<(ConnectionId, &Arc<Outbox>, String)> = Vec::new();
+    for ((op, message), outcome) in says.iter().zip(messages).zip(outcomes) {
         let (id, ts, fresh) = match *outcome {
             Appended::Stored { id, ts } => (id, ts, true),
             Appended::Duplicate { id, ts } => (id, ts, false),
         };
-        op.outbox
-            .reply(reply::ok(message.tag.as_deref(), Verb::Say, &format!("{id} {ts}")));
-        if fresh {
-            let line = reply::msg(id, ts, &op.author, &message.body);
-            for member in members.iter().filter(|m| m.connection != op.connection) {
-                member.outbox.event(&line);
+        let position = match replies.iter().position(|(c, _, _)| *c == op.connection) {
+            Some(i) => i,
+            None => {
+                replies.push((op.connection, &op.outbox, String::new()));
+                replies.len() - 1
             }
+        };
+        reply::push_ok(
+            &mut replies[position].2,
+            message.tag.as_deref(),
+            Verb::Say,
+            &format!("{id} {ts}"),
+        );
+        if fresh {
+            batch.push(id, ts, &op.author, &message.body, op.connection);
         }
+    }
+    for (_, outbox, lines) in replies {
+        outbox.reply(WireLine::from(lines.into_bytes()));
+    }
+    if !batch.is_empty() {
+        let batch = Arc::new(batch);
+        for member in registry.members().iter() {
+            member.outbox.batch(&batch, member.connection);
+        }
+    }
+    for op in says.drain(..) {
         let _ = op.done.send(());
     }
 }

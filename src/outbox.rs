@@ -46,10 +46,90 @@ const CLOSING: u8 = 1;
 /// Cut off as a slow consumer: pending output is thrown away.
 const CUT: u8 = 2;
 
+/// The `MSG` lines of one committed batch, encoded once and shared by every
+/// recipient: a room of N sessions costs one queue push per session per
+/// batch, not one per message.
+#[derive(Default)]
+pub struct MsgBatch {
+    /// The lines, back to back.
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes`, and the connection that sent it
+    /// (which does not receive its own message).
+    lines: Vec<(usize, u64)>,
+    /// The distinct sending connections, usually few.
+    authors: Vec<u64>,
+}
+
+impl MsgBatch {
+    /// Appends `MSG ID TS USER TEXT` sent by connection `author`.
+    pub fn push(&mut self, id: i64, ts: i64, user: &str, text: &str, author: u64) {
+        let mut line = String::with_capacity(32 + user.len() + text.len());
+        reply::push_msg(&mut line, id, ts, user, text);
+        self.bytes.extend_from_slice(line.as_bytes());
+        self.lines.push((self.bytes.len(), author));
+        if !self.authors.contains(&author) {
+            self.authors.push(author);
+        }
+    }
+
+    /// Whether the batch holds no line.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Bytes connection `me` receives of this batch (all but its own lines).
+    pub fn bytes_for(&self, me: u64) -> usize {
+        if !self.authors.contains(&me) {
+            return self.bytes.len();
+        }
+        let mut start = 0;
+        let mut total = 0;
+        for &(end, author) in &self.lines {
+            if author != me {
+                total += end - start;
+            }
+            start = end;
+        }
+        total
+    }
+
+    /// Appends to `out` the slices connection `me` receives, merging runs
+    /// of consecutive lines into one slice.
+    fn slices_for<'a>(&'a self, me: u64, out: &mut Vec<IoSlice<'a>>) {
+        if !self.authors.contains(&me) {
+            out.push(IoSlice::new(&self.bytes));
+            return;
+        }
+        let (mut run_start, mut start) = (0, 0);
+        for &(end, author) in &self.lines {
+            if author == me {
+                if run_start < start {
+                    out.push(IoSlice::new(&self.bytes[run_start..start]));
+                }
+                run_start = end;
+            }
+            start = end;
+        }
+        if run_start < start {
+            out.push(IoSlice::new(&self.bytes[run_start..start]));
+        }
+    }
+}
+
+/// One item of a session's queue.
+enum Outgoing {
+    /// A line for this session alone, or shared (JOIN, LEAVE, BYE).
+    Line(WireLine),
+    /// A batch of messages, without the lines the connection sent itself.
+    Batch(Arc<MsgBatch>, u64),
+    /// Write what came before, then close.
+    Finish,
+}
+
 /// The outgoing side of one connection.
 pub struct Outbox {
-    /// Lines for the writer; an empty line asks it to finish.
-    queue: Sender<WireLine>,
+    /// Items for the writer.
+    queue: Sender<Outgoing>,
     /// Bytes pushed and not yet written.
     pending: AtomicUsize,
     /// The slow-consumer bound on `pending`.
@@ -97,23 +177,40 @@ impl Outbox {
             return;
         }
         self.pending.fetch_add(line.len(), Ordering::AcqRel);
-        let _ = self.queue.send(line);
+        let _ = self.queue.send(Outgoing::Line(line));
+    }
+
+    /// Queues a batch of messages for connection `me` (its own lines are
+    /// left out); like [`Outbox::event`], it cuts a slow consumer off.
+    /// Returns whether the batch was queued.
+    pub fn batch(&self, batch: &Arc<MsgBatch>, me: u64) -> bool {
+        let size = batch.bytes_for(me);
+        if size == 0 {
+            return true;
+        }
+        self.admit(size) && self.queue.send(Outgoing::Batch(Arc::clone(batch), me)).is_ok()
+    }
+
+    /// Counts `size` more pending event bytes, or cuts the session off if
+    /// they do not fit.
+    fn admit(&self, size: usize) -> bool {
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return false;
+        }
+        let before = self.pending.fetch_add(size, Ordering::AcqRel);
+        if before + size > self.limit {
+            self.pending.fetch_sub(size, Ordering::AcqRel);
+            self.cut_off();
+            return false;
+        }
+        true
     }
 
     /// Queues an event (MSG, JOIN, LEAVE). If it would take the queue past
     /// its limit the session is cut off instead. Returns whether the event
     /// was queued.
     pub fn event(&self, line: &WireLine) -> bool {
-        if self.state.load(Ordering::Acquire) != OPEN {
-            return false;
-        }
-        let before = self.pending.fetch_add(line.len(), Ordering::AcqRel);
-        if before + line.len() > self.limit {
-            self.pending.fetch_sub(line.len(), Ordering::AcqRel);
-            self.cut_off();
-            return false;
-        }
-        self.queue.send(line.clone()).is_ok()
+        self.admit(line.len()) && self.queue.send(Outgoing::Line(Arc::clone(line))).is_ok()
     }
 
     /// Queues `BYE code` and stops queuing events; replies already due may
@@ -127,14 +224,14 @@ impl Outbox {
         {
             let line = reply::bye(code);
             self.pending.fetch_add(line.len(), Ordering::AcqRel);
-            let _ = self.queue.send(line);
+            let _ = self.queue.send(Outgoing::Line(line));
             let _ = self.socket.shutdown(Shutdown::Read);
         }
     }
 
     /// Asks the writer to write what is queued and close the connection.
     pub fn finish(&self) {
-        let _ = self.queue.send(Arc::from(&[][..]));
+        let _ = self.queue.send(Outgoing::Finish);
     }
 
     /// Whether the session is closing or was cut off: its reader must stop.
@@ -166,14 +263,14 @@ impl Outbox {
         if previous != CUT {
             log::warn!("{}: cut off as a slow consumer", thread_label(&self.reader));
             // Wakes a writer idle in recv; it sees CUT and sends the BYE.
-            let _ = self.queue.send(reply::bye(ErrorCode::SlowConsumer));
+            let _ = self.queue.send(Outgoing::Line(reply::bye(ErrorCode::SlowConsumer)));
             let _ = self.socket.shutdown(Shutdown::Read);
         }
     }
 
     /// The writer thread's loop.
-    fn drain(&self, lines: &Receiver<WireLine>) {
-        let mut batch: Vec<WireLine> = Vec::with_capacity(16);
+    fn drain(&self, lines: &Receiver<Outgoing>) {
+        let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
         let mut finished = false;
         while !finished {
             let Ok(first) = lines.recv() else { break };
@@ -184,14 +281,21 @@ impl Outbox {
                     Err(_) => break,
                 }
             }
-            if let Some(end) = batch.iter().position(|line| line.is_empty()) {
+            if let Some(end) = batch.iter().position(|item| matches!(item, Outgoing::Finish)) {
                 batch.truncate(end);
                 finished = true;
             }
             if self.is_cut() {
                 break;
             }
-            let bytes: usize = batch.iter().map(|line| line.len()).sum();
+            let bytes: usize = batch
+                .iter()
+                .map(|item| match item {
+                    Outgoing::Line(line) => line.len(),
+                    Outgoing::Batch(batch, me) => batch.bytes_for(*me),
+                    Outgoing::Finish => 0,
+                })
+                .sum();
             let written = self.write_all(&batch, finished);
             batch.clear();
             let left = self.pending.fetch_sub(bytes, Ordering::AcqRel) - bytes;
@@ -223,8 +327,15 @@ impl Outbox {
     /// Writes every line, retrying through write timeouts until the session
     /// is cut off or has been closing (or `finishing`, the session's last
     /// batch) for longer than [`LINGER`].
-    fn write_all(&self, batch: &[WireLine], finishing: bool) -> io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|line| IoSlice::new(line)).collect();
+    fn write_all(&self, batch: &[Outgoing], finishing: bool) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len());
+        for item in batch {
+            match item {
+                Outgoing::Line(line) => slices.push(IoSlice::new(line)),
+                Outgoing::Batch(batch, me) => batch.slices_for(*me, &mut slices),
+                Outgoing::Finish => {}
+            }
+        }
         let mut rest = &mut slices[..];
         let mut closing_since: Option<Instant> = None;
         while !rest.is_empty() {
@@ -253,4 +364,33 @@ impl Outbox {
 /// A short name for logs: the reader thread's name (`session-ID`).
 fn thread_label(thread: &Thread) -> &str {
     thread.name().unwrap_or("session")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(batch: &MsgBatch, me: u64) -> String {
+        let mut slices = Vec::new();
+        batch.slices_for(me, &mut slices);
+        let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(bytes.len(), batch.bytes_for(me));
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_batch_leaves_out_only_the_recipients_own_lines() {
+        let mut batch = MsgBatch::default();
+        batch.push(1, 10, "ana", "a", 7);
+        batch.push(2, 10, "juan", "b", 8);
+        batch.push(3, 10, "ana", "c", 7);
+        batch.push(4, 10, "ana", "d", 9);
+        assert_eq!(
+            received(&batch, 1),
+            "MSG 1 10 ana a\nMSG 2 10 juan b\nMSG 3 10 ana c\nMSG 4 10 ana d\n"
+        );
+        assert_eq!(received(&batch, 7), "MSG 2 10 juan b\nMSG 4 10 ana d\n");
+        assert_eq!(received(&batch, 8), "MSG 1 10 ana a\nMSG 3 10 ana c\nMSG 4 10 ana d\n");
+        assert_eq!(received(&batch, 9), "MSG 1 10 ana a\nMSG 2 10 juan b\nMSG 3 10 ana c\n");
+    }
 }

@@ -154,9 +154,9 @@ fn sync(conn: &mut Conn, protocol: Protocol) -> Result<(), BenchError> {
 
 /// Reads until the marker message arrives and records when.
 fn wait_marker(conn: &mut Conn, protocol: Protocol, at: &AtomicU64) {
-    while let Ok(Some(line)) = conn.read_line() {
+    while let Ok(Some(line)) = conn.read_raw() {
         if let Incoming::Delivery(body) = wire::classify(protocol, line)
-            && body == MARKER
+            && body == MARKER.as_bytes()
         {
             at.store(now_ns(), Ordering::Relaxed);
             return;

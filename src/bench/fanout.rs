@@ -261,22 +261,30 @@ fn spawn_reader(mut conn: Conn, protocol: Protocol, window: Option<Sender<()>>) 
         .stack_size(THREAD_STACK)
         .spawn(move || {
             let mut latency = latency_histogram();
+            let (mut deliveries, mut last_ns, mut now) = (0u64, 0u64, now_ns());
             loop {
-                let line = match conn.read_line() {
+                // Lines already buffered arrived with the same read: one
+                // clock reading serves them all. Counters are published
+                // before each read that may block.
+                let fresh = !conn.has_buffered();
+                if fresh {
+                    counted.deliveries.store(deliveries, Ordering::Relaxed);
+                    counted.last_delivery_ns.store(last_ns, Ordering::Relaxed);
+                }
+                let line = match conn.read_raw() {
                     Ok(Some(line)) => line,
-                    Ok(None) | Err(_) => {
-                        counted.closed.store(true, Ordering::Relaxed);
-                        break;
-                    }
+                    Ok(None) | Err(_) => break,
                 };
+                if fresh {
+                    now = now_ns();
+                }
                 match wire::classify(protocol, line) {
                     Incoming::Delivery(body) => {
-                        let now = now_ns();
                         if let Some(sent) = wire::sent_ns(body) {
                             let _ = latency.record(now.saturating_sub(sent).max(1));
                         }
-                        counted.deliveries.fetch_add(1, Ordering::Relaxed);
-                        counted.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
+                        deliveries += 1;
+                        last_ns = now;
                     }
                     Incoming::Ack => {
                         if let Some(window) = &window {
@@ -290,16 +298,16 @@ fn spawn_reader(mut conn: Conn, protocol: Protocol, window: Option<Sender<()>>) 
                         }
                     }
                     Incoming::KeepAlive(token) => {
-                        let pong = format!("PONG {token}\r\n");
-                        let _ = conn.send(pong.as_bytes());
+                        let pong = [b"PONG ", token, b"\r\n"].concat();
+                        let _ = conn.send(&pong);
                     }
-                    Incoming::Closing => {
-                        counted.closed.store(true, Ordering::Relaxed);
-                        break;
-                    }
+                    Incoming::Closing => break,
                     Incoming::Other => {}
                 }
             }
+            counted.deliveries.store(deliveries, Ordering::Relaxed);
+            counted.last_delivery_ns.store(last_ns, Ordering::Relaxed);
+            counted.closed.store(true, Ordering::Relaxed);
             latency
         })
         .map_err(BenchError::io("start a reader thread"))?;

@@ -2,12 +2,13 @@
 //! the scenarios need (log in, send a timestamped message, recognise an
 //! acknowledgement and a delivery).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::BenchError;
+use crate::frame::{Frame, LineReader};
 
 /// The channel IRC clients of the bench join.
 pub const IRC_CHANNEL: &str = "#bench";
@@ -33,9 +34,10 @@ pub enum Incoming<'a> {
     /// place in the window.
     Refused,
     /// Someone's message reached us; the body as sent.
-    Delivery(&'a str),
-    /// The server keeps the connection alive (IRC PING): answer it.
-    KeepAlive(&'a str),
+    Delivery(&'a [u8]),
+    /// The server keeps the connection alive (IRC PING): answer it with
+    /// this token.
+    KeepAlive(&'a [u8]),
     /// The server is closing the connection.
     Closing,
     /// Anything else (JOIN, LEAVE, numerics...).
@@ -56,10 +58,8 @@ impl Read for SharedStream {
 pub struct Conn {
     /// The socket, shared with the reader thread.
     pub stream: Arc<TcpStream>,
-    /// Buffered reads.
-    pub reader: BufReader<SharedStream>,
-    /// Reused line buffer.
-    line: Vec<u8>,
+    /// Splits what arrives into lines without copying them.
+    reader: LineReader<SharedStream>,
 }
 
 impl Conn {
@@ -71,12 +71,8 @@ impl Conn {
         let stream = TcpStream::connect(addr).map_err(BenchError::io(format!("connect to {addr}")))?;
         let _ = stream.set_nodelay(true);
         let stream = Arc::new(stream);
-        let reader = BufReader::with_capacity(16 * 1024, SharedStream(Arc::clone(&stream)));
-        Ok(Conn {
-            stream,
-            reader,
-            line: Vec::with_capacity(256),
-        })
+        let reader = LineReader::new(SharedStream(Arc::clone(&stream)), MAX_LINE);
+        Ok(Conn { stream, reader })
     }
 
     /// Sends bytes.
@@ -87,28 +83,35 @@ impl Conn {
         (&*self.stream).write_all(bytes).map_err(BenchError::io("send"))
     }
 
-    /// Reads one line without its line ending; `None` at EOF.
+    /// Reads one line without its line ending (a `\r` is dropped too);
+    /// `None` at EOF.
     ///
     /// # Errors
     /// On a read error or a line longer than 64 KiB.
+    pub fn read_raw(&mut self) -> Result<Option<&[u8]>, BenchError> {
+        match self.reader.read_frame().map_err(BenchError::io("read"))? {
+            Frame::Line(line) => Ok(Some(line)),
+            Frame::TooLong => Err(BenchError::Protocol("the server sent a line over 64 KiB".into())),
+            Frame::Eof => Ok(None),
+        }
+    }
+
+    /// Whether lines are already buffered (the next read will not block).
+    pub fn has_buffered(&self) -> bool {
+        self.reader.has_buffered()
+    }
+
+    /// Reads one line as text; `None` at EOF.
+    ///
+    /// # Errors
+    /// As [`Conn::read_raw`], and for a line that is not UTF-8.
     pub fn read_line(&mut self) -> Result<Option<&str>, BenchError> {
-        self.line.clear();
-        let read = (&mut self.reader)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut self.line)
-            .map_err(BenchError::io("read"))?;
-        if read == 0 {
-            return Ok(None);
+        match self.read_raw()? {
+            Some(line) => std::str::from_utf8(line)
+                .map(Some)
+                .map_err(|_| BenchError::Protocol("server sent non-UTF-8".into())),
+            None => Ok(None),
         }
-        if self.line.last() != Some(&b'\n') {
-            return Err(BenchError::Protocol("line too long or cut".into()));
-        }
-        while matches!(self.line.last(), Some(b'\n' | b'\r')) {
-            self.line.pop();
-        }
-        std::str::from_utf8(&self.line)
-            .map(Some)
-            .map_err(|_| BenchError::Protocol("server sent non-UTF-8".into()))
     }
 
     /// Reads a line, failing on EOF.
@@ -210,36 +213,43 @@ pub fn encode_message(protocol: Protocol, body: &str) -> Vec<u8> {
 }
 
 /// What a line received means.
-pub fn classify(protocol: Protocol, line: &str) -> Incoming<'_> {
+pub fn classify(protocol: Protocol, line: &[u8]) -> Incoming<'_> {
     match protocol {
         Protocol::Charla => {
-            if let Some(rest) = line.strip_prefix("MSG ") {
+            if let Some(rest) = line.strip_prefix(b"MSG ") {
                 // MSG ID TS USER TEXT
-                rest.splitn(4, ' ').nth(3).map_or(Incoming::Other, Incoming::Delivery)
-            } else if line.starts_with("OK SAY ") {
+                rest.splitn(4, |&b| b == b' ')
+                    .nth(3)
+                    .map_or(Incoming::Other, Incoming::Delivery)
+            } else if line.starts_with(b"OK SAY ") {
                 Incoming::Ack
-            } else if line.starts_with("ERR SAY ") {
+            } else if line.starts_with(b"ERR SAY ") {
                 Incoming::Refused
-            } else if line.starts_with("BYE ") {
+            } else if line.starts_with(b"BYE ") {
                 Incoming::Closing
             } else {
                 Incoming::Other
             }
         }
         Protocol::Irc => {
-            if let Some(token) = line.strip_prefix("PING ") {
+            if let Some(token) = line.strip_prefix(b"PING ") {
                 Incoming::KeepAlive(token)
-            } else if line.starts_with("ERROR") {
+            } else if line.starts_with(b"ERROR") {
                 Incoming::Closing
-            } else if let Some((_, body)) = line.split_once(" PRIVMSG #bench :") {
-                Incoming::Delivery(body)
-            } else if line.contains(" PONG ") {
+            } else if let Some(at) = find(line, b" PRIVMSG #bench :") {
+                Incoming::Delivery(&line[at + b" PRIVMSG #bench :".len()..])
+            } else if find(line, b" PONG ").is_some() {
                 Incoming::Ack
             } else {
                 Incoming::Other
             }
         }
     }
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A message body: sender, sequence number and send time, padded with `x`
@@ -253,8 +263,14 @@ pub fn body(sender: usize, seq: usize, sent_ns: u64, size: usize) -> String {
 }
 
 /// The send time inside a body made by [`body`].
-pub fn sent_ns(body: &str) -> Option<u64> {
-    body.split(' ').nth(2)?.parse().ok()
+pub fn sent_ns(body: &[u8]) -> Option<u64> {
+    let field = body.split(|&b| b == b' ').nth(2)?;
+    if field.is_empty() || field.len() > 19 {
+        return None;
+    }
+    field
+        .iter()
+        .try_fold(0u64, |n, &b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
 }
 
 #[cfg(test)]
@@ -265,7 +281,8 @@ mod tests {
     fn bodies_carry_their_send_time() {
         let b = body(3, 7, 123_456, 40);
         assert_eq!(b.len(), 40);
-        assert_eq!(sent_ns(&b), Some(123_456));
+        assert_eq!(sent_ns(b.as_bytes()), Some(123_456));
+        assert_eq!(sent_ns(b"1 2 x3 y"), None);
     }
 
     #[test]
