@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
@@ -23,6 +23,15 @@ use crate::store::{Account, Appended, CreateAccountError, Millis, NewAccount, Ne
 
 /// Most messages stored in one transaction.
 const MAX_BATCH: usize = 4096;
+/// Above this many sessions, a batch of nothing but JOIN/LEAVE waits up to
+/// [`PRESENCE_DELAY`] for more before it is sent: in a login storm every
+/// batch costs one write per session, so fewer, fuller batches matter more
+/// than a few milliseconds of presence latency. A SAY ends the wait.
+const PRESENCE_ROOM: usize = 256;
+/// A fan-out slower than this is logged at debug level.
+const SLOW_FAN_OUT: Duration = Duration::from_millis(20);
+/// See [`PRESENCE_ROOM`].
+const PRESENCE_DELAY: Duration = Duration::from_millis(50);
 
 /// A SAY on its way to storage.
 pub struct SayOp {
@@ -51,6 +60,13 @@ pub struct RegisterOp {
 enum Op {
     Say(SayOp),
     Register(RegisterOp),
+    /// A JOIN or LEAVE line, for every session but `origin` logged in
+    /// before registry change `change`.
+    Presence {
+        line: WireLine,
+        origin: ConnectionId,
+        change: u64,
+    },
     /// Finish what is queued before this, then exit.
     Stop,
 }
@@ -63,17 +79,40 @@ pub struct Journal {
     ops: Sender<Op>,
 }
 
+/// The receiving end of the journal's queue, between [`Journal::channel`]
+/// and [`Journal::start`] (the registry needs a [`Journal`] before the
+/// journal thread, which needs the registry, can start).
+pub struct JournalQueue(Receiver<Op>);
+
 impl Journal {
-    /// Starts the journal thread over `writer`.
+    /// Creates the journal's queue: the handle for submitting work now, the
+    /// queue for [`Journal::start`] later.
+    pub fn channel() -> (Journal, JournalQueue) {
+        let (ops, queue) = unbounded();
+        (Journal { ops }, JournalQueue(queue))
+    }
+
+    /// Starts the journal thread over `writer`, serving `queue`.
     ///
     /// # Errors
     /// When the thread cannot be started.
-    pub fn start(writer: Box<dyn StoreWriter>, registry: Arc<Registry>) -> std::io::Result<(Journal, JoinHandle<()>)> {
-        let (ops, queue) = unbounded();
-        let handle = thread::Builder::new()
+    pub fn start(
+        queue: JournalQueue,
+        writer: Box<dyn StoreWriter>,
+        registry: Arc<Registry>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        thread::Builder::new()
             .name("journal".into())
-            .spawn(move || run(writer, &registry, &queue))?;
-        Ok((Journal { ops }, handle))
+            .spawn(move || run(writer, &registry, &queue.0))
+    }
+
+    /// Queues a JOIN or LEAVE for every session but `origin` that logged
+    /// in before registry change `change`. Sent in the same batches as
+    /// messages, so a login storm costs one write per session per batch;
+    /// callers queue them under the registry lock, which keeps each
+    /// account's JOIN and LEAVE in order.
+    pub fn presence(&self, line: WireLine, origin: ConnectionId, change: u64) {
+        let _ = self.ops.send(Op::Presence { line, origin, change });
     }
 
     /// Queues a SAY. Its reply is pushed to `op.outbox` after the commit.
@@ -109,9 +148,18 @@ pub fn now_ms() -> Millis {
         .map_or(0, |d| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX))
 }
 
+/// What a batch delivers, in the order the journal received it.
+enum Entry {
+    /// The SAY at this index of the batch's SAYs.
+    Say(usize),
+    /// A JOIN or LEAVE, its origin and registry change.
+    Presence(WireLine, ConnectionId, u64),
+}
+
 /// The journal thread's loop.
 fn run(mut writer: Box<dyn StoreWriter>, registry: &Registry, queue: &Receiver<Op>) {
     let mut says: Vec<SayOp> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     let mut messages: Vec<NewMessage> = Vec::new();
     // Timestamps never go backwards, even if the wall clock does.
     let mut last_ts: Millis = 0;
@@ -119,9 +167,14 @@ fn run(mut writer: Box<dyn StoreWriter>, registry: &Registry, queue: &Receiver<O
     while !stopping {
         let Ok(first) = queue.recv() else { break };
         let mut next = Some(first);
+        let mut presence_until: Option<Instant> = None;
         while let Some(op) = next.take() {
             match op {
-                Op::Say(say) => says.push(say),
+                Op::Say(say) => {
+                    entries.push(Entry::Say(says.len()));
+                    says.push(say);
+                }
+                Op::Presence { line, origin, change } => entries.push(Entry::Presence(line, origin, change)),
                 Op::Register(op) => {
                     let outcome = writer.create_account(&op.account, now_ms());
                     if let Err(CreateAccountError::Store(e)) = &outcome {
@@ -131,11 +184,19 @@ fn run(mut writer: Box<dyn StoreWriter>, registry: &Registry, queue: &Receiver<O
                 }
                 Op::Stop => stopping = true,
             }
-            if !stopping && says.len() < MAX_BATCH {
-                next = queue.try_recv().ok();
+            if stopping || entries.len() >= MAX_BATCH {
+                break;
+            }
+            next = queue.try_recv().ok();
+            if next.is_none() && says.is_empty() && !entries.is_empty() {
+                let until = *presence_until.get_or_insert_with(|| {
+                    let crowded = registry.session_count() > PRESENCE_ROOM;
+                    Instant::now() + if crowded { PRESENCE_DELAY } else { Duration::ZERO }
+                });
+                next = queue.recv_deadline(until).ok();
             }
         }
-        if says.is_empty() {
+        if entries.is_empty() {
             continue;
         }
         last_ts = last_ts.max(now_ms());
@@ -144,35 +205,57 @@ fn run(mut writer: Box<dyn StoreWriter>, registry: &Registry, queue: &Receiver<O
             body: std::mem::take(&mut op.message.body),
             tag: op.message.tag.take(),
         }));
-        match writer.append(&messages, last_ts) {
-            Ok(outcomes) => deliver(registry, &mut says, &messages, &outcomes),
-            Err(e) => {
-                log::error!("{} message(s) could not be stored: {e}", says.len());
-                for (op, message) in says.drain(..).zip(&messages) {
-                    op.outbox
-                        .reply(reply::err(message.tag.as_deref(), Some(Verb::Say), ErrorCode::DbError));
-                    let _ = op.done.send(());
+        let outcomes = if messages.is_empty() {
+            Vec::new()
+        } else {
+            match writer.append(&messages, last_ts) {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    log::error!("{} message(s) could not be stored: {e}", says.len());
+                    for (op, message) in says.drain(..).zip(&messages) {
+                        op.outbox
+                            .reply(reply::err(message.tag.as_deref(), Some(Verb::Say), ErrorCode::DbError));
+                        let _ = op.done.send(());
+                    }
+                    entries.retain(|entry| matches!(entry, Entry::Presence(..)));
+                    Vec::new()
                 }
             }
-        }
+        };
+        deliver(registry, &mut says, &mut entries, &messages, &outcomes);
         messages.clear();
     }
 }
 
-/// Acknowledges each stored SAY and fans the new messages out, in id order.
-/// Each author gets its `OK SAY` lines as one reply, and every session one
-/// shared [`MsgBatch`] (without its own lines).
-fn deliver(registry: &Registry, says: &mut Vec<SayOp>, messages: &[NewMessage], outcomes: &[Appended]) {
+/// Acknowledges each stored SAY and fans the batch out, in the order it was
+/// received (so messages in id order). Each author gets its `OK SAY` lines
+/// as one reply, and every session one shared [`MsgBatch`] (without its
+/// own lines).
+fn deliver(
+    registry: &Registry,
+    says: &mut Vec<SayOp>,
+    entries: &mut Vec<Entry>,
+    messages: &[NewMessage],
+    outcomes: &[Appended],
+) {
     let mut batch = MsgBatch::default();
     // (connection, its outbox, its OK SAY lines), in first-seen order.
     let mut replies: Vec<(ConnectionId, &Arc<Outbox>, String)> = Vec::new();
-    for ((op, message), outcome) in says.iter().zip(messages).zip(outcomes) {
-        let (id, ts, fresh) = match *outcome {
+    for entry in entries.drain(..) {
+        let i = match entry {
+            Entry::Presence(line, origin, change) => {
+                batch.push_line(&line, origin, change);
+                continue;
+            }
+            Entry::Say(i) => i,
+        };
+        let (op, message) = (&says[i], &messages[i]);
+        let (id, ts, fresh) = match outcomes[i] {
             Appended::Stored { id, ts } => (id, ts, true),
             Appended::Duplicate { id, ts } => (id, ts, false),
         };
         let position = match replies.iter().position(|(c, _, _)| *c == op.connection) {
-            Some(i) => i,
+            Some(p) => p,
             None => {
                 replies.push((op.connection, &op.outbox, String::new()));
                 replies.len() - 1
@@ -192,9 +275,15 @@ fn deliver(registry: &Registry, says: &mut Vec<SayOp>, messages: &[NewMessage], 
         outbox.reply(WireLine::from(lines.into_bytes()));
     }
     if !batch.is_empty() {
+        let started = Instant::now();
         let batch = Arc::new(batch);
-        for member in registry.members().iter() {
-            member.outbox.batch(&batch, member.connection);
+        let members = registry.members();
+        for member in members.iter() {
+            member.outbox.batch(&batch, member.recipient);
+        }
+        let took = started.elapsed();
+        if took > SLOW_FAN_OUT {
+            log::debug!("fan-out to {} sessions took {} ms", members.len(), took.as_millis());
         }
     }
     for op in says.drain(..) {

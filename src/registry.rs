@@ -3,16 +3,18 @@
 //!
 //! The lock is held only to change the maps and to queue lines into
 //! outboxes (a non-blocking push): never across a socket write, an SQLite
-//! call or bcrypt. Message fan-out takes a shared snapshot of the members
+//! call or bcrypt. Fan-out takes a shared snapshot of the members
 //! ([`Registry::members`]) and pushes outside the lock. JOIN and LEAVE are
-//! queued under the lock, which keeps them in order with the login and
-//! logout that caused them.
+//! handed to the journal under the lock, which keeps them in order with the
+//! login and logout that caused them; the journal broadcasts them with the
+//! messages.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::code::ErrorCode;
-use crate::outbox::Outbox;
+use crate::journal::Journal;
+use crate::outbox::{Outbox, Recipient};
 use crate::reply::{self, WireLine};
 use crate::store::Account;
 
@@ -22,8 +24,9 @@ pub type ConnectionId = u64;
 /// A logged-in session, as broadcast sees it.
 #[derive(Clone)]
 pub struct Member {
-    /// The connection, so a sender can skip itself.
-    pub connection: ConnectionId,
+    /// The connection, and when it logged in: a batch leaves out what it
+    /// sent itself and presence changes from before its login.
+    pub recipient: Recipient,
     /// Where its lines go.
     pub outbox: Arc<Outbox>,
 }
@@ -44,8 +47,10 @@ struct Presence {
 struct Inner {
     /// Every open connection, logged in or not, for shutdown's BYE.
     connections: HashMap<ConnectionId, Arc<Outbox>>,
-    /// Logged-in sessions and their account ids.
-    members: HashMap<ConnectionId, (i64, Arc<Outbox>)>,
+    /// Logged-in sessions: account id, change number at login, outbox.
+    members: HashMap<ConnectionId, (i64, u64, Arc<Outbox>)>,
+    /// Counts logins and logouts; orders presence changes against logins.
+    changes: u64,
     /// Online accounts by account id.
     presence: HashMap<i64, Presence>,
     /// The members as a shared list, rebuilt on the first fan-out after a
@@ -54,17 +59,22 @@ struct Inner {
 }
 
 /// The server's registry of connections and sessions.
-#[derive(Default)]
 pub struct Registry {
-    /// Lock order: this is the only lock in the server held while taking
-    /// another thread's data; nothing else is locked while it is held.
+    /// Lock order: taken before an outbox's own lock, never after it; no
+    /// other lock is held together with it.
     inner: Mutex<Inner>,
+    /// Where JOIN and LEAVE go to be broadcast in batches.
+    journal: Journal,
 }
 
 impl Registry {
-    /// A registry with nobody in it.
-    pub fn new() -> Registry {
-        Registry::default()
+    /// A registry with nobody in it, broadcasting presence through
+    /// `journal`.
+    pub fn new(journal: Journal) -> Registry {
+        Registry {
+            inner: Mutex::default(),
+            journal,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -90,7 +100,9 @@ impl Registry {
     pub fn log_in(&self, id: ConnectionId, account: &Account, outbox: &Arc<Outbox>, reply: WireLine) {
         let mut inner = self.lock();
         outbox.reply(reply);
-        inner.members.insert(id, (account.id, Arc::clone(outbox)));
+        inner.changes += 1;
+        let change = inner.changes;
+        inner.members.insert(id, (account.id, change, Arc::clone(outbox)));
         inner.snapshot = None;
         let presence = inner.presence.entry(account.id).or_insert_with(|| Presence {
             username: account.username.clone(),
@@ -99,12 +111,7 @@ impl Registry {
         });
         presence.sessions += 1;
         if presence.sessions == 1 {
-            let join = reply::join(&account.username);
-            for (&other, (_, outbox)) in &inner.members {
-                if other != id {
-                    outbox.event(&join);
-                }
-            }
+            self.journal.presence(reply::join(&account.username), id, change);
         }
     }
 
@@ -112,10 +119,12 @@ impl Registry {
     /// the account's last.
     pub fn log_out(&self, id: ConnectionId) {
         let mut inner = self.lock();
-        let Some((account_id, _)) = inner.members.remove(&id) else {
+        let Some((account_id, _, _)) = inner.members.remove(&id) else {
             return;
         };
         inner.snapshot = None;
+        inner.changes += 1;
+        let change = inner.changes;
         let last = match inner.presence.get_mut(&account_id) {
             Some(presence) => {
                 presence.sessions -= 1;
@@ -124,10 +133,7 @@ impl Registry {
             None => false,
         };
         if last && let Some(gone) = inner.presence.remove(&account_id) {
-            let leave = reply::leave(&gone.username);
-            for (_, outbox) in inner.members.values() {
-                outbox.event(&leave);
-            }
+            self.journal.presence(reply::leave(&gone.username), id, change);
         }
     }
 
@@ -140,8 +146,8 @@ impl Registry {
         let members: Arc<[Member]> = inner
             .members
             .iter()
-            .map(|(&connection, (_, outbox))| Member {
-                connection,
+            .map(|(&connection, &(_, since, ref outbox))| Member {
+                recipient: Recipient { connection, since },
                 outbox: Arc::clone(outbox),
             })
             .collect();

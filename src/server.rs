@@ -183,8 +183,9 @@ impl Server {
             n => n,
         };
         let hasher = Hasher::start(config.bcrypt_cost, threads)?;
-        let registry = Arc::new(Registry::new());
-        let (journal, journal_thread) = Journal::start(writer, Arc::clone(&registry))?;
+        let (journal, queue) = Journal::channel();
+        let registry = Arc::new(Registry::new(journal.clone()));
+        let journal_thread = Journal::start(queue, writer, Arc::clone(&registry))?;
         let shared = Arc::new(Shared {
             config,
             registry,

@@ -76,10 +76,10 @@ pub fn run(stream: TcpStream, id: ConnectionId, shared: &Shared) {
     };
     let socket = Arc::new(stream);
     let _ = socket.set_nodelay(true);
-    let (outbox, writer) = match Outbox::open(Arc::clone(&socket), shared.config.outbox_limit, format!("writer-{id}")) {
-        Ok(opened) => opened,
+    let outbox = match Outbox::new(Arc::clone(&socket), shared.config.outbox_limit, id) {
+        Ok(outbox) => outbox,
         Err(e) => {
-            log::error!("connection {id} from {peer}: cannot start its writer: {e}");
+            log::error!("connection {id} from {peer}: cannot set up its output: {e}");
             return;
         }
     };
@@ -106,9 +106,6 @@ pub fn run(stream: TcpStream, id: ConnectionId, shared: &Shared) {
         log::error!("connection {id}: session thread panicked; closing it");
     }
     session.close();
-    if writer.join().is_err() {
-        log::error!("connection {id}: writer thread panicked");
-    }
     log::info!("connection {id} from {peer} closed");
 }
 

@@ -145,51 +145,56 @@ impl Conn {
         result
     }
 
+    /// Registers first: a new account then costs one bcrypt hash, and an
+    /// existing one is refused with `user-exists` before any hashing, then
+    /// logs in (one bcrypt verification).
     fn log_in_charla(&mut self, user: &str, password: &str) -> Result<(), BenchError> {
         let hello = self.expect_line("HELLO")?;
         if !hello.starts_with("HELLO ") {
             return Err(BenchError::Protocol(format!("expected HELLO, got {hello:?}")));
         }
-        self.send(format!("LOGIN {user} {password}\n").as_bytes())?;
-        let reply = self.expect_line("the LOGIN reply")?;
-        if reply.starts_with("OK LOGIN ") {
-            return Ok(());
-        }
-        if !reply.starts_with("ERR LOGIN bad-credentials") {
-            return Err(BenchError::Protocol(format!("LOGIN {user}: {reply}")));
-        }
         self.send(format!("REGISTER {user} {password} Bench {user}\n").as_bytes())?;
         let reply = self.expect_line("the REGISTER reply")?;
         if reply.starts_with("OK REGISTER ") {
+            return Ok(());
+        }
+        if !reply.starts_with("ERR REGISTER user-exists") {
+            return Err(BenchError::Protocol(format!("REGISTER {user}: {reply}")));
+        }
+        self.send(format!("LOGIN {user} {password}\n").as_bytes())?;
+        let reply = self.expect_line("the LOGIN reply")?;
+        if reply.starts_with("OK LOGIN ") {
             Ok(())
         } else {
-            Err(BenchError::Protocol(format!("REGISTER {user}: {reply}")))
+            Err(BenchError::Protocol(format!("LOGIN {user}: {reply}")))
         }
     }
 
     fn log_in_irc(&mut self, user: &str) -> Result<(), BenchError> {
         self.send(format!("NICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
-        self.irc_until(" 001 ")?;
+        self.irc_until("001")?;
         self.send(format!("JOIN {IRC_CHANNEL}\r\n").as_bytes())?;
-        self.irc_until(" 366 ")
+        self.irc_until("366")
     }
 
-    /// Reads IRC lines until one contains `marker`, answering PINGs.
-    fn irc_until(&mut self, marker: &str) -> Result<(), BenchError> {
-        for _ in 0..10_000 {
-            let line = self.expect_line(marker.trim())?;
+    /// Reads IRC lines until one whose command (numeric) is `numeric`,
+    /// answering PINGs; an `ERROR` or a "nickname in use" (433) ends it.
+    fn irc_until(&mut self, numeric: &str) -> Result<(), BenchError> {
+        for _ in 0..100_000 {
+            let line = self.expect_line(numeric)?;
             if let Some(token) = line.strip_prefix("PING ") {
                 self.send(format!("PONG {token}\r\n").as_bytes())?;
-            } else if line.starts_with("ERROR") || line.contains(" 433 ") {
+                continue;
+            }
+            let command = line.split(' ').nth(1).unwrap_or("");
+            if line.starts_with("ERROR") || command == "433" {
                 return Err(BenchError::Protocol(format!("IRC server refused: {line}")));
-            } else if line.contains(marker) {
+            }
+            if command == numeric {
                 return Ok(());
             }
         }
-        Err(BenchError::Protocol(format!(
-            "no {} from the IRC server",
-            marker.trim()
-        )))
+        Err(BenchError::Protocol(format!("no {numeric} from the IRC server")))
     }
 
     /// Ends the session politely and closes the socket.
@@ -288,17 +293,17 @@ mod tests {
     #[test]
     fn classifies_both_protocols() {
         assert_eq!(
-            classify(Protocol::Charla, "MSG 1 2 ana 0 1 99 x"),
-            Incoming::Delivery("0 1 99 x")
+            classify(Protocol::Charla, b"MSG 1 2 ana 0 1 99 x"),
+            Incoming::Delivery(b"0 1 99 x")
         );
-        assert_eq!(classify(Protocol::Charla, "OK SAY 1 2"), Incoming::Ack);
-        assert_eq!(classify(Protocol::Charla, "ERR SAY db-error x"), Incoming::Refused);
-        assert_eq!(classify(Protocol::Charla, "JOIN ana"), Incoming::Other);
+        assert_eq!(classify(Protocol::Charla, b"OK SAY 1 2"), Incoming::Ack);
+        assert_eq!(classify(Protocol::Charla, b"ERR SAY db-error x"), Incoming::Refused);
+        assert_eq!(classify(Protocol::Charla, b"JOIN ana"), Incoming::Other);
         assert_eq!(
-            classify(Protocol::Irc, ":a!b@c PRIVMSG #bench :0 1 99 x"),
-            Incoming::Delivery("0 1 99 x")
+            classify(Protocol::Irc, b":a!b@c PRIVMSG #bench :0 1 99 x"),
+            Incoming::Delivery(b"0 1 99 x")
         );
-        assert_eq!(classify(Protocol::Irc, ":srv PONG srv :ack"), Incoming::Ack);
-        assert_eq!(classify(Protocol::Irc, "PING :srv"), Incoming::KeepAlive(":srv"));
+        assert_eq!(classify(Protocol::Irc, b":srv PONG srv :ack"), Incoming::Ack);
+        assert_eq!(classify(Protocol::Irc, b"PING :srv"), Incoming::KeepAlive(b":srv"));
     }
 }
