@@ -19,6 +19,7 @@
 //! - [`journal`]: the single writer: group commit, acknowledgement, fan-out.
 //! - [`store`]: storage behind a trait; [`store::sqlite`] is the backend.
 //! - [`auth`]: bcrypt on a bounded pool.
+//! - [`limits`]: token buckets against floods and brute force.
 //! - [`shutdown`]: the stop signal.
 //! - [`logging`]: log setup, with errors optionally copied to a file.
 //!
@@ -37,6 +38,7 @@ pub mod code;
 pub mod command;
 pub mod frame;
 pub mod journal;
+pub mod limits;
 pub mod logging;
 pub mod outbox;
 pub mod registry;

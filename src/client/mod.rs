@@ -1,1 +1,306 @@
-//! The terminal client (being written).
+//! The terminal client behind the `charla` binary: the dialogue of the
+//! original lab (log in or register), then the chat.
+//!
+//! # Layout
+//!
+//! - [`session`]: the main thread's flow: menu, login, registration, chat,
+//!   and the matching of the server's replies to the commands sent.
+//! - [`connection`]: the socket, and the reader thread that parses server
+//!   lines onto a channel.
+//! - [`console`]: the person's side: the input thread (line editor or plain
+//!   stdin), printing that does not garble the line being typed, the
+//!   terminal's settings, signals.
+//! - [`typed`]: what a typed chat line means (message, `/who`, `salir`...).
+//! - [`display`]: how messages and lists from the network look on screen.
+//! - [`i18n`]: every sentence, in Spanish and English.
+//!
+//! Three threads: the reader thread only reads the socket, the input thread
+//! only reads the keyboard, and the main thread waits on both (and on
+//! signals), owns all state and does all printing. Nothing from the network
+//! is printed without [`crate::validate::for_display`].
+//!
+//! Errors are told at the level they happened (PROTOCOL.md 6): connection
+//! (refused, lost, no reply), server (`BYE`, `internal`, a broken protocol)
+//! or database (`db-error`), and each level ends the program with its own
+//! exit code ([`exit`]).
+
+use std::io;
+
+use thiserror::Error;
+
+use crate::code::ErrorCode;
+
+pub mod connection;
+pub mod console;
+pub mod display;
+pub mod i18n;
+pub mod session;
+pub mod typed;
+
+use connection::Connection;
+use console::Console;
+use i18n::{ConnectFailure, Lang, Text};
+
+/// The exit codes of `charla`, so scripts can tell what ended it.
+pub mod exit {
+    /// The user left (`salir`, `/quit`, end of input).
+    pub const OK: u8 = 0;
+    /// Bad command-line arguments, or the terminal or stdin failed.
+    pub const USAGE: u8 = 1;
+    /// Connection level: the server could not be reached, the connection
+    /// was lost, or the server stopped answering.
+    pub const CONNECTION: u8 = 2;
+    /// Server level: the server closed the session with `BYE` (shutting
+    /// down, full, login timeout, slow consumer) or broke the protocol.
+    pub const SERVER: u8 = 3;
+    /// Ctrl-C or a signal (SIGINT, SIGTERM, SIGHUP) ended the session.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// What `charla` was asked to do on its command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The server's `HOST:PORT`.
+    pub server: String,
+    /// The language of everything printed.
+    pub lang: Lang,
+}
+
+/// Why a session ended other than by the user leaving.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Nothing listens at the address.
+    #[error("connection to {addr} refused")]
+    Refused {
+        /// The address as given.
+        addr: String,
+    },
+    /// The address does not resolve.
+    #[error("cannot resolve {addr}")]
+    Unresolved {
+        /// The address as given.
+        addr: String,
+    },
+    /// Connecting failed otherwise (timeout, unreachable network).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address as given.
+        addr: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection ended without `OK QUIT` or `BYE`.
+    #[error("the connection to {addr} was lost")]
+    Lost {
+        /// The server's address.
+        addr: String,
+        /// Messages sent whose `OK SAY` never came.
+        unconfirmed: usize,
+    },
+    /// A command got no reply in time.
+    #[error("no reply from {addr} within {secs} s")]
+    NoReply {
+        /// The server's address.
+        addr: String,
+        /// How long the client waited.
+        secs: u64,
+        /// Messages sent whose `OK SAY` never came.
+        unconfirmed: usize,
+    },
+    /// The server said `BYE` and closed the connection.
+    #[error("the server at {addr} closed the connection: {text}")]
+    Closed {
+        /// The server's address.
+        addr: String,
+        /// The `BYE` code, if this client knows it.
+        code: Option<ErrorCode>,
+        /// The server's English explanation.
+        text: String,
+        /// Messages sent whose `OK SAY` never came.
+        unconfirmed: usize,
+    },
+    /// The server sent something the protocol does not allow here.
+    #[error("the server at {addr} broke the protocol: {detail}")]
+    Protocol {
+        /// The server's address.
+        addr: String,
+        /// What was wrong, for logs and debugging.
+        detail: &'static str,
+    },
+    /// The server speaks another protocol version.
+    #[error("the server at {addr} speaks protocol version {version}")]
+    Version {
+        /// The server's address.
+        addr: String,
+        /// The version it announced.
+        version: String,
+    },
+    /// The terminal or stdin failed.
+    #[error("cannot read the input: {0}")]
+    Input(#[source] io::Error),
+    /// Ctrl-C or a signal.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl ClientError {
+    /// The exit code for this ending (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Refused { .. }
+            | ClientError::Unresolved { .. }
+            | ClientError::Connect { .. }
+            | ClientError::Lost { .. }
+            | ClientError::NoReply { .. } => exit::CONNECTION,
+            ClientError::Closed { .. } | ClientError::Protocol { .. } | ClientError::Version { .. } => exit::SERVER,
+            ClientError::Input(_) => exit::USAGE,
+            ClientError::Interrupted => exit::INTERRUPTED,
+        }
+    }
+
+    /// Messages that were sent but never confirmed when the session ended.
+    fn unconfirmed(&self) -> usize {
+        match self {
+            ClientError::Lost { unconfirmed, .. }
+            | ClientError::NoReply { unconfirmed, .. }
+            | ClientError::Closed { unconfirmed, .. } => *unconfirmed,
+            _ => 0,
+        }
+    }
+
+    /// What the person is told, in `lang`. Network text is filtered here.
+    pub fn sentence(&self, lang: Lang) -> String {
+        let os_error;
+        let server_text;
+        let text = match self {
+            ClientError::Refused { addr } => Text::ConnectRefused { addr },
+            ClientError::Unresolved { addr } => Text::ConnectFailed {
+                addr,
+                reason: ConnectFailure::Unresolved,
+            },
+            ClientError::Connect { addr, source } if source.kind() == io::ErrorKind::TimedOut => Text::ConnectFailed {
+                addr,
+                reason: ConnectFailure::TimedOut,
+            },
+            ClientError::Connect { addr, source } => {
+                os_error = source.to_string();
+                Text::ConnectFailed {
+                    addr,
+                    reason: ConnectFailure::Other(&os_error),
+                }
+            }
+            ClientError::Lost { addr, .. } => Text::ConnectionLost { addr },
+            ClientError::NoReply { addr, secs, .. } => Text::NoReply { addr, secs: *secs },
+            ClientError::Closed { addr, code, text, .. } => {
+                server_text = crate::validate::for_display(text);
+                Text::ServerClosed {
+                    addr,
+                    code: *code,
+                    server_text: &server_text,
+                }
+            }
+            ClientError::Protocol { addr, .. } => Text::ProtocolViolation { addr },
+            ClientError::Version { addr, version } => {
+                server_text = crate::validate::for_display(version);
+                Text::UnsupportedVersion {
+                    addr,
+                    version: &server_text,
+                }
+            }
+            ClientError::Input(error) => {
+                os_error = error.to_string();
+                Text::InputFailed { error: &os_error }
+            }
+            ClientError::Interrupted => Text::Interrupted,
+        };
+        text.render(lang)
+    }
+}
+
+/// Runs the client to its end and returns the process's exit code.
+///
+/// Everything the person needs to know has been printed by then: the
+/// farewell on stdout, or the reason for ending on stderr.
+pub fn run(options: &Options) -> u8 {
+    // Connect before touching the terminal or the signals: until then
+    // Ctrl-C simply ends the process and there is nothing to put back.
+    let connection = match Connection::open(&options.server) {
+        Ok(connection) => connection,
+        Err(error) => {
+            eprintln!("{}", error.sentence(options.lang));
+            return error.exit_code();
+        }
+    };
+    let mut console = Console::open();
+    let code = match session::run(&mut console, connection, options.lang) {
+        Ok(()) => exit::OK,
+        Err(error) => {
+            console.fail(&error.sentence(options.lang));
+            let unconfirmed = error.unconfirmed();
+            if unconfirmed > 0 {
+                console.fail(&Text::Unconfirmed { count: unconfirmed }.render(options.lang));
+            }
+            error.exit_code()
+        }
+    };
+    console.restore();
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_level_has_its_exit_code() {
+        let addr = || "h:1".to_string();
+        assert_eq!(ClientError::Refused { addr: addr() }.exit_code(), exit::CONNECTION);
+        assert_eq!(
+            ClientError::Lost {
+                addr: addr(),
+                unconfirmed: 0
+            }
+            .exit_code(),
+            exit::CONNECTION
+        );
+        let bye = ClientError::Closed {
+            addr: addr(),
+            code: Some(ErrorCode::ShuttingDown),
+            text: "server is shutting down".into(),
+            unconfirmed: 2,
+        };
+        assert_eq!(bye.exit_code(), exit::SERVER);
+        assert_eq!(bye.unconfirmed(), 2);
+        assert_eq!(ClientError::Interrupted.exit_code(), exit::INTERRUPTED);
+        let codes = [exit::OK, exit::USAGE, exit::CONNECTION, exit::SERVER, exit::INTERRUPTED];
+        for (i, a) in codes.iter().enumerate() {
+            assert!(codes[i + 1..].iter().all(|b| a != b), "exit codes must differ");
+        }
+    }
+
+    #[test]
+    fn sentences_name_the_address_and_filter_server_text() {
+        let refused = ClientError::Refused {
+            addr: "127.0.0.1:8000".into(),
+        };
+        assert!(
+            refused
+                .sentence(Lang::Es)
+                .contains("127.0.0.1:8000 (conexión rechazada)")
+        );
+        let bye = ClientError::Closed {
+            addr: "h:1".into(),
+            code: None,
+            text: "bad\u{1b}[2J".into(),
+            unconfirmed: 0,
+        };
+        let sentence = bye.sentence(Lang::En);
+        assert!(!sentence.contains('\u{1b}') && sentence.contains("h:1"), "{sentence:?}");
+        let timeout = ClientError::Connect {
+            addr: "h:1".into(),
+            source: io::Error::from(io::ErrorKind::TimedOut),
+        };
+        assert!(timeout.sentence(Lang::Es).contains("no respondió a tiempo"));
+    }
+}

@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -41,16 +41,33 @@ impl TestServer {
     /// Starts a server on the database of `dir` (for restarts: pass the
     /// `dir` of a stopped server, taken with [`TestServer::into_dir`]).
     pub fn start_in(dir: tempfile::TempDir, db: PathBuf, args: &[&str]) -> TestServer {
+        TestServer::launch(dir, Some(db), args, &[])
+    }
+
+    /// A server with a fresh database, extra arguments and extra environment
+    /// variables (`RUST_LOG`, say).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = dir.path().join("chat.db");
+        TestServer::launch(dir, Some(db), args, env)
+    }
+
+    /// Starts a server in `dir` as its working directory; without `db` no
+    /// `--db` is passed, so the server uses its default (`chat.db` there).
+    pub fn launch(dir: tempfile::TempDir, db: Option<PathBuf>, args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.path().join("server.log"))
             .expect("the server log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_charla-server"))
-            .args(["--addr", "127.0.0.1:0", "--bcrypt-cost", "4", "--db"])
-            .arg(&db)
+        let mut command = server_command(dir.path());
+        command.args(["--addr", "127.0.0.1:0"]);
+        if let Some(db) = &db {
+            command.arg("--db").arg(db);
+        }
+        let mut child = command
             .args(args)
-            .stdin(Stdio::null())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -65,6 +82,7 @@ impl TestServer {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in the startup line {first:?}"));
         assert!(first.contains("Servidor escuchando en"), "startup line: {first:?}");
+        let db = db.unwrap_or_else(|| dir.path().join("chat.db"));
         TestServer { child, addr, dir, db }
     }
 
@@ -246,6 +264,238 @@ impl Client {
     pub fn socket(&self) -> &TcpStream {
         &self.writer
     }
+
+    /// Closes the sending side only (the client's EOF); reading goes on.
+    pub fn shutdown_write(&self) {
+        self.writer.shutdown(Shutdown::Write).expect("half-close");
+    }
+
+    /// Changes how long [`Client::line`] and friends wait.
+    pub fn set_timeout(&self, wait: Duration) {
+        self.writer.set_read_timeout(Some(wait)).expect("read timeout");
+    }
+
+    /// Reads one line, or `None` if the connection ended (EOF or reset) or
+    /// nothing came within the timeout; a partial last line is dropped. For
+    /// tests that expect the server to go away at some point.
+    pub fn next_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(_) if line.last() == Some(&b'\n') => {
+                line.pop();
+                Some(String::from_utf8(line).expect("the server sends UTF-8"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads everything up to the end of the connection (EOF or reset)
+    /// within `limit`: the complete lines, and the bytes of an unfinished
+    /// last line. Panics if the connection is still open after `limit`.
+    pub fn read_to_close(&mut self, limit: Duration) -> (Vec<String>, Vec<u8>) {
+        let deadline = Instant::now() + limit;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the connection is still open after {limit:?}");
+            self.set_timeout(left);
+            let mut line = Vec::new();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(_) if line.last() == Some(&b'\n') => {
+                    line.pop();
+                    lines.push(String::from_utf8(line).expect("the server sends UTF-8"));
+                }
+                Ok(_) => return (lines, line),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (lines, line),
+                Err(e) => panic!("the connection is still open after {limit:?}: {e}"),
+            }
+        }
+    }
+
+    /// `SAY text`, expecting `OK SAY ID TS`; returns `(id, ts)`.
+    pub fn say(&mut self, text: &str) -> (i64, i64) {
+        self.send(&format!("SAY {text}"));
+        ok_say(&self.expect_prefix("OK SAY "))
+    }
+
+    /// Reads one line that must be a `MSG` event.
+    pub fn expect_msg(&mut self) -> Msg {
+        let line = self.line();
+        Msg::parse(&line).unwrap_or_else(|| panic!("expected MSG, got {line:?}"))
+    }
+
+    /// Reads the next line that is not a JOIN or LEAVE event.
+    pub fn line_skipping_presence(&mut self) -> String {
+        loop {
+            let line = self.line();
+            if !line.starts_with("JOIN ") && !line.starts_with("LEAVE ") {
+                return line;
+            }
+        }
+    }
+
+    /// Sends `HISTORY` with `args` (may be empty) and reads the whole reply,
+    /// checking that its count matches the lines. JOIN and LEAVE events
+    /// queued before the reply are skipped (none can come inside it); MSG
+    /// events cannot be told from the reply's lines, so no message may be
+    /// on its way to this session.
+    pub fn history(&mut self, args: &str) -> Vec<Msg> {
+        if args.is_empty() {
+            self.send("HISTORY");
+        } else {
+            self.send(&format!("HISTORY {args}"));
+        }
+        let mut messages = Vec::new();
+        let mut first = true;
+        loop {
+            let line = if first {
+                self.line_skipping_presence()
+            } else {
+                self.line()
+            };
+            first = false;
+            if let Some(count) = line.strip_prefix("OK HISTORY ") {
+                assert_eq!(count, messages.len().to_string(), "HISTORY count");
+                return messages;
+            }
+            messages.push(Msg::parse(&line).unwrap_or_else(|| panic!("HISTORY body line {line:?}")));
+        }
+    }
+
+    /// Every stored message, oldest first, paging back 1000 at a time.
+    pub fn full_history(&mut self) -> Vec<Msg> {
+        let mut all = self.history("1000");
+        let mut page_start = all.first().map(|m| m.id);
+        for _ in 0..1000 {
+            let Some(before) = page_start else { break };
+            let mut page = self.history(&format!("1000 {before}"));
+            if page.is_empty() {
+                break;
+            }
+            page_start = page.first().map(|m| m.id);
+            page.append(&mut all);
+            all = page;
+        }
+        all
+    }
+
+    /// Sends `PING token` and returns every line that came before its
+    /// `OK PING token`: whatever the server had queued for this session by
+    /// the time it read the PING.
+    pub fn sync(&mut self, token: &str) -> Vec<String> {
+        self.send(&format!("PING {token}"));
+        let reply = format!("OK PING {token}");
+        let mut before = Vec::new();
+        loop {
+            let line = self.line();
+            if line == reply {
+                return before;
+            }
+            before.push(line);
+        }
+    }
+}
+
+/// A `MSG` line taken apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Msg {
+    /// Message id.
+    pub id: i64,
+    /// Milliseconds since the epoch.
+    pub ts: i64,
+    /// Author.
+    pub user: String,
+    /// Text.
+    pub text: String,
+}
+
+impl Msg {
+    /// Parses `MSG ID TS USER TEXT`; `None` for any other line.
+    pub fn parse(line: &str) -> Option<Msg> {
+        let mut fields = line.strip_prefix("MSG ")?.splitn(4, ' ');
+        Some(Msg {
+            id: fields.next()?.parse().ok()?,
+            ts: fields.next()?.parse().ok()?,
+            user: fields.next()?.to_string(),
+            text: fields.next()?.to_string(),
+        })
+    }
+}
+
+/// The `(id, ts)` of an `[@TAG ]OK SAY ID TS` line.
+pub fn ok_say(line: &str) -> (i64, i64) {
+    let body = match line.strip_prefix('@') {
+        Some(tagged) => tagged.split_once(' ').map_or("", |(_, body)| body),
+        None => line,
+    };
+    let fields: Vec<&str> = body.split(' ').collect();
+    match fields.as_slice() {
+        ["OK", "SAY", id, ts] => (
+            id.parse().unwrap_or_else(|_| panic!("id in {line:?}")),
+            ts.parse().unwrap_or_else(|_| panic!("ts in {line:?}")),
+        ),
+        _ => panic!("expected OK SAY ID TS, got {line:?}"),
+    }
+}
+
+/// Milliseconds since the Unix epoch now, to check a `TS` is plausible.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds fit an i64")
+}
+
+/// The server binary run in `dir` with no stdin and bcrypt cost 4 (no
+/// address: [`TestServer::launch`] adds port 0, startup tests their own).
+pub fn server_command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_charla-server"));
+    command
+        .args(["--bcrypt-cost", "4"])
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    command
+}
+
+/// What a server that was expected to fail at start left behind.
+pub struct Exited {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+}
+
+/// Runs `command` (from [`server_command`]) expecting it to exit by itself
+/// within 10 s; kills it and panics otherwise.
+pub fn run_to_exit(mut command: Command) -> Exited {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("charla-server starts");
+    let deadline = Instant::now() + LINE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("charla-server was expected to exit but still runs after {LINE_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    Exited { status, stdout, stderr }
 }
 
 /// A fresh connection, registered as `user` with a standard password.

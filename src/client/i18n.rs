@@ -1,0 +1,673 @@
+//! Every sentence the client shows a person, in Spanish and in English.
+//!
+//! The wire protocol stays English; this module owns what people read: the
+//! dialogue of the original lab ([`Text`]) and the translation of the
+//! protocol's error codes ([`code_text`]). Each language is one exhaustive
+//! `match`, so a sentence or an error code cannot be added without writing it
+//! in both languages. The Spanish sentences of the lab are kept word for word.
+//!
+//! This module formats strings and nothing else: it does no I/O, and values
+//! that came from the network must already have gone through
+//! [`crate::validate::for_display`] before they are put into a [`Text`].
+
+use crate::code::{ErrorCode, ErrorLevel};
+
+/// The language of everything the client prints (`--lang`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Spanish, the language of the lab charla grew from; the default.
+    #[default]
+    Es,
+    /// English.
+    En,
+}
+
+/// How a connection attempt failed, for [`Text::ConnectFailed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectFailure<'a> {
+    /// Nothing answered within the connect timeout.
+    TimedOut,
+    /// The host name did not resolve to any address.
+    Unresolved,
+    /// Anything else, with the operating system's own wording.
+    Other(&'a str),
+}
+
+/// One sentence (or block of lines) for a person, with its values.
+///
+/// Values are borrowed and must already be safe to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Text<'a> {
+    /// The lab's menu question.
+    MenuPrompt,
+    /// Registration asks for the full name first.
+    AskFullName,
+    /// Registration and login ask for the username.
+    AskUsername,
+    /// Registration and login ask for the password (never echoed).
+    AskPassword,
+    /// The menu answer was neither 1 nor 2.
+    InvalidChoice,
+    /// `OK REGISTER`, greeting the new user by full name.
+    Registered {
+        /// The full name as the server stored it.
+        full_name: &'a str,
+    },
+    /// `OK LOGIN`, greeting the user by full name.
+    Welcome {
+        /// The full name as the server stored it.
+        full_name: &'a str,
+    },
+    /// The user left with `salir`: the lab's farewell.
+    Disconnected {
+        /// The username as registered.
+        username: &'a str,
+    },
+    /// The user left at the menu, before logging in.
+    Goodbye,
+    /// Shown once after the welcome: how to chat and leave.
+    ChatHint,
+    /// `/ayuda`: every command, one per line.
+    Help,
+    /// A `/word` that is not a command; it is not sent.
+    UnknownCommand {
+        /// What the user typed, up to the first space.
+        command: &'a str,
+    },
+    /// `/historial` with something other than a number from 1 to 1000.
+    HistoryUsage,
+    /// Heads the messages shown right after logging in.
+    RecentMessages,
+    /// Heads the listing of an explicit `/historial`.
+    HistoryHeader {
+        /// How many messages follow.
+        count: usize,
+    },
+    /// A history that holds no message at all.
+    NoMessages,
+    /// Heads the `/who` listing.
+    WhoHeader {
+        /// How many accounts are online.
+        count: usize,
+    },
+    /// `JOIN USER`: someone came online.
+    Joined {
+        /// Who.
+        username: &'a str,
+    },
+    /// `LEAVE USER`: someone went offline.
+    Left {
+        /// Who.
+        username: &'a str,
+    },
+    /// An `ERR` reply, told at its level (client, server, database). For a
+    /// code this client does not know, the server's own text is shown.
+    Refused {
+        /// The code, if known.
+        code: Option<ErrorCode>,
+        /// The server's English explanation.
+        server_text: &'a str,
+    },
+    /// A `SAY` the server refused: which message, and that it was not stored.
+    SayFailed {
+        /// The code, if known.
+        code: Option<ErrorCode>,
+        /// The server's English explanation.
+        server_text: &'a str,
+        /// The start of the message concerned.
+        excerpt: &'a str,
+    },
+    /// A typed line longer than the client reads; it was dropped.
+    InputTooLong,
+    /// The server sent a line this client cannot understand; it is ignored.
+    IgnoredServerLine,
+    /// Messages sent whose `OK SAY` never came.
+    Unconfirmed {
+        /// How many.
+        count: usize,
+    },
+    /// Ctrl-C or a signal ended the session.
+    Interrupted,
+    /// Connection level: nothing listens at the address.
+    ConnectRefused {
+        /// The address as given with `--server`.
+        addr: &'a str,
+    },
+    /// Connection level: connecting failed for another reason.
+    ConnectFailed {
+        /// The address as given with `--server`.
+        addr: &'a str,
+        /// Why.
+        reason: ConnectFailure<'a>,
+    },
+    /// Connection level: the connection ended without `OK QUIT` or `BYE`.
+    ConnectionLost {
+        /// The server's address.
+        addr: &'a str,
+    },
+    /// Connection level: a command got no reply in time.
+    NoReply {
+        /// The server's address.
+        addr: &'a str,
+        /// How long the client waited.
+        secs: u64,
+    },
+    /// Server level: the server said `BYE` and closed the connection.
+    ServerClosed {
+        /// The server's address.
+        addr: &'a str,
+        /// The code, if known.
+        code: Option<ErrorCode>,
+        /// The server's English explanation.
+        server_text: &'a str,
+    },
+    /// Server level: what came back is not the charla protocol.
+    ProtocolViolation {
+        /// The server's address.
+        addr: &'a str,
+    },
+    /// Server level: the server speaks another protocol version.
+    UnsupportedVersion {
+        /// The server's address.
+        addr: &'a str,
+        /// The version it announced.
+        version: &'a str,
+    },
+    /// The terminal or stdin failed.
+    InputFailed {
+        /// The operating system's wording.
+        error: &'a str,
+    },
+}
+
+impl Text<'_> {
+    /// The sentence in `lang`, without a trailing newline (the help text has
+    /// several lines).
+    pub fn render(&self, lang: Lang) -> String {
+        match lang {
+            Lang::Es => self.spanish(),
+            Lang::En => self.english(),
+        }
+    }
+
+    fn spanish(&self) -> String {
+        match *self {
+            Text::MenuPrompt => "¿Deseas (1) Iniciar sesión o (2) Registrarte?:".into(),
+            Text::AskFullName => "Ingrese su nombre completo:".into(),
+            Text::AskUsername => "Ingrese su nombre de usuario:".into(),
+            Text::AskPassword => "Ingrese su contraseña:".into(),
+            Text::InvalidChoice => "Opción no válida: escribe 1 para iniciar sesión o 2 para registrarte.".into(),
+            Text::Registered { full_name } => format!("Registro exitoso. Bienvenido {full_name}!"),
+            Text::Welcome { full_name } => format!("Bienvenido {full_name}!"),
+            Text::Disconnected { username } => format!("Usuario {username} se ha desconectado."),
+            Text::Goodbye => "Hasta luego.".into(),
+            Text::ChatHint => {
+                "Escribe un mensaje y pulsa Intro para enviarlo. /ayuda muestra los comandos; salir cierra la sesión."
+                    .into()
+            }
+            Text::Help => [
+                "Comandos:",
+                "  /who                       quién está conectado",
+                "  /historial [N]  /history   los últimos N mensajes (20 si no indicas N; como máximo 1000)",
+                "  /ayuda          /help      esta ayuda",
+                "  salir           /quit      cerrar la sesión",
+                "Cualquier otra línea se envía como mensaje; para enviar uno que empiece por /, escribe //.",
+            ]
+            .join("\n"),
+            Text::UnknownCommand { command } => {
+                format!("Comando desconocido: {command}. Escribe /ayuda para ver los comandos.")
+            }
+            Text::HistoryUsage => "Uso: /historial [N], con N entre 1 y 1000.".into(),
+            Text::RecentMessages => "Últimos mensajes:".into(),
+            Text::HistoryHeader { count: 1 } => "Último mensaje:".into(),
+            Text::HistoryHeader { count } => format!("Últimos {count} mensajes:"),
+            Text::NoMessages => "Todavía no hay mensajes.".into(),
+            Text::WhoHeader { count: 1 } => "Conectado ahora (1):".into(),
+            Text::WhoHeader { count } => format!("Conectados ahora ({count}):"),
+            Text::Joined { username } => format!("*** {username} se ha conectado."),
+            Text::Left { username } => format!("*** {username} se ha desconectado."),
+            Text::Refused { code, server_text } => refusal(code, server_text, Lang::Es),
+            Text::SayFailed {
+                code,
+                server_text,
+                excerpt,
+            } => match code {
+                Some(ErrorCode::DbError) => {
+                    format!("Error de la base de datos: el mensaje «{excerpt}» NO se guardó. Puedes volver a enviarlo.")
+                }
+                Some(ErrorCode::RateLimited) => {
+                    format!("Vas demasiado rápido: el mensaje «{excerpt}» no se envió. Espera un momento y reenvíalo.")
+                }
+                _ => format!(
+                    "{} El mensaje «{excerpt}» no se guardó.",
+                    refusal(code, server_text, Lang::Es)
+                ),
+            },
+            Text::InputTooLong => "La línea es demasiado larga; no se envió.".into(),
+            Text::IgnoredServerLine => "Error del servidor: envió una línea no válida, que se ha ignorado.".into(),
+            Text::Unconfirmed { count: 1 } => {
+                "1 mensaje enviado no fue confirmado por el servidor; puede que no se haya guardado.".into()
+            }
+            Text::Unconfirmed { count } => format!(
+                "{count} mensajes enviados no fueron confirmados por el servidor; puede que no se hayan guardado."
+            ),
+            Text::Interrupted => "Sesión interrumpida.".into(),
+            Text::ConnectRefused { addr } => format!(
+                "No se pudo conectar con el servidor en {addr} (conexión rechazada). ¿Está en marcha charla-server?"
+            ),
+            Text::ConnectFailed { addr, reason } => {
+                let reason = match reason {
+                    ConnectFailure::TimedOut => "no respondió a tiempo",
+                    ConnectFailure::Unresolved => "no se encontró esa dirección",
+                    ConnectFailure::Other(error) => error,
+                };
+                format!("No se pudo conectar con el servidor en {addr} ({reason}).")
+            }
+            Text::ConnectionLost { addr } => {
+                format!("Error de conexión: se perdió la conexión con el servidor en {addr}.")
+            }
+            Text::NoReply { addr, secs } => {
+                format!("Error de conexión: el servidor en {addr} no respondió en {secs} segundos.")
+            }
+            Text::ServerClosed {
+                addr,
+                code,
+                server_text,
+            } => format!(
+                "{} Se cerró la conexión con {addr}.",
+                refusal(code, server_text, Lang::Es)
+            ),
+            Text::ProtocolViolation { addr } => {
+                format!("Error del servidor: lo que respondió {addr} no sigue el protocolo de charla.")
+            }
+            Text::UnsupportedVersion { addr, version } => format!(
+                "Error del servidor: el servidor en {addr} habla la versión {version} del protocolo y este cliente solo conoce la 1."
+            ),
+            Text::InputFailed { error } => format!("No se pudo leer la entrada: {error}."),
+        }
+    }
+
+    fn english(&self) -> String {
+        match *self {
+            Text::MenuPrompt => "Do you want to (1) Log in or (2) Sign up?:".into(),
+            Text::AskFullName => "Enter your full name:".into(),
+            Text::AskUsername => "Enter your username:".into(),
+            Text::AskPassword => "Enter your password:".into(),
+            Text::InvalidChoice => "Invalid option: type 1 to log in or 2 to sign up.".into(),
+            Text::Registered { full_name } => format!("Sign-up successful. Welcome {full_name}!"),
+            Text::Welcome { full_name } => format!("Welcome {full_name}!"),
+            Text::Disconnected { username } => format!("User {username} has disconnected."),
+            Text::Goodbye => "Goodbye.".into(),
+            Text::ChatHint => {
+                "Type a message and press Enter to send it. /help lists the commands; /quit (or salir) logs out.".into()
+            }
+            Text::Help => [
+                "Commands:",
+                "  /who                       who is online",
+                "  /history [N]  /historial   the last N messages (20 if you give no N; at most 1000)",
+                "  /help         /ayuda       this help",
+                "  /quit         salir        log out",
+                "Any other line is sent as a message; to send one that starts with /, type //.",
+            ]
+            .join("\n"),
+            Text::UnknownCommand { command } => format!("Unknown command: {command}. Type /help to see the commands."),
+            Text::HistoryUsage => "Usage: /history [N], with N from 1 to 1000.".into(),
+            Text::RecentMessages => "Recent messages:".into(),
+            Text::HistoryHeader { count: 1 } => "The last message:".into(),
+            Text::HistoryHeader { count } => format!("The last {count} messages:"),
+            Text::NoMessages => "There are no messages yet.".into(),
+            Text::WhoHeader { count } => format!("Online now ({count}):"),
+            Text::Joined { username } => format!("*** {username} has joined."),
+            Text::Left { username } => format!("*** {username} has left."),
+            Text::Refused { code, server_text } => refusal(code, server_text, Lang::En),
+            Text::SayFailed {
+                code,
+                server_text,
+                excerpt,
+            } => match code {
+                Some(ErrorCode::DbError) => {
+                    format!("Database error: the message “{excerpt}” was NOT stored. You can send it again.")
+                }
+                Some(ErrorCode::RateLimited) => {
+                    format!(
+                        "You are going too fast: the message “{excerpt}” was not sent. Wait a moment and resend it."
+                    )
+                }
+                _ => format!(
+                    "{} The message “{excerpt}” was not stored.",
+                    refusal(code, server_text, Lang::En)
+                ),
+            },
+            Text::InputTooLong => "That line is too long; it was not sent.".into(),
+            Text::IgnoredServerLine => "Server error: it sent an invalid line, which was ignored.".into(),
+            Text::Unconfirmed { count: 1 } => {
+                "1 message you sent was not confirmed by the server; it may not have been stored.".into()
+            }
+            Text::Unconfirmed { count } => {
+                format!("{count} messages you sent were not confirmed by the server; they may not have been stored.")
+            }
+            Text::Interrupted => "Session interrupted.".into(),
+            Text::ConnectRefused { addr } => {
+                format!("Could not connect to the server at {addr} (connection refused). Is charla-server running?")
+            }
+            Text::ConnectFailed { addr, reason } => {
+                let reason = match reason {
+                    ConnectFailure::TimedOut => "it did not answer in time",
+                    ConnectFailure::Unresolved => "no such address",
+                    ConnectFailure::Other(error) => error,
+                };
+                format!("Could not connect to the server at {addr} ({reason}).")
+            }
+            Text::ConnectionLost { addr } => {
+                format!("Connection error: the connection to the server at {addr} was lost.")
+            }
+            Text::NoReply { addr, secs } => {
+                format!("Connection error: the server at {addr} did not reply within {secs} seconds.")
+            }
+            Text::ServerClosed {
+                addr,
+                code,
+                server_text,
+            } => format!(
+                "{} The connection to {addr} was closed.",
+                refusal(code, server_text, Lang::En)
+            ),
+            Text::ProtocolViolation { addr } => {
+                format!("Server error: what {addr} answered does not follow the charla protocol.")
+            }
+            Text::UnsupportedVersion { addr, version } => format!(
+                "Server error: the server at {addr} speaks protocol version {version} and this client only knows version 1."
+            ),
+            Text::InputFailed { error } => format!("Could not read the input: {error}."),
+        }
+    }
+}
+
+/// What a person is told about an error code (PROTOCOL.md 6), without the
+/// level: see [`Text::Refused`] for the complete sentence.
+pub fn code_text(code: ErrorCode, lang: Lang) -> &'static str {
+    match lang {
+        Lang::Es => match code {
+            ErrorCode::BadRequest => "El servidor no entendió la orden.",
+            ErrorCode::LineTooLong => "La línea es demasiado larga para el servidor.",
+            ErrorCode::BadEncoding => "La línea no es texto UTF-8 válido.",
+            ErrorCode::NotLoggedIn => "Primero tienes que iniciar sesión.",
+            ErrorCode::AlreadyLoggedIn => "Ya has iniciado sesión.",
+            ErrorCode::InvalidUsername => {
+                "El nombre de usuario debe tener de 1 a 32 caracteres entre letras sin tilde (A-Z, a-z), números, punto, guion y guion bajo."
+            }
+            ErrorCode::InvalidPassword => {
+                "La contraseña debe tener de 8 a 72 bytes y no puede contener espacios ni tabuladores."
+            }
+            ErrorCode::InvalidName => {
+                "El nombre completo debe tener de 1 a 100 caracteres, sin tabuladores ni caracteres de control."
+            }
+            ErrorCode::InvalidText => "El mensaje debe tener de 1 a 2000 caracteres, sin caracteres de control.",
+            ErrorCode::UserExists => "Nombre de usuario ya existe. Intenta con otro nombre de usuario.",
+            ErrorCode::BadCredentials => "Credenciales incorrectas, intente nuevamente.",
+            ErrorCode::RateLimited => "Demasiados intentos seguidos; espera un momento y vuelve a intentarlo.",
+            ErrorCode::ServerFull => "El servidor tiene demasiadas conexiones; inténtalo más tarde.",
+            ErrorCode::ShuttingDown => "El servidor se está apagando.",
+            ErrorCode::SlowConsumer => "Este cliente no leía los mensajes al ritmo en que llegaban.",
+            ErrorCode::LoginTimeout => "No se inició sesión a tiempo.",
+            ErrorCode::Internal => "Fallo interno del servidor; puedes volver a intentarlo.",
+            ErrorCode::DbError => "La base de datos del servidor falló y no se guardó nada.",
+        },
+        Lang::En => match code {
+            ErrorCode::BadRequest => "The server did not understand the command.",
+            ErrorCode::LineTooLong => "The line is too long for the server.",
+            ErrorCode::BadEncoding => "The line is not valid UTF-8 text.",
+            ErrorCode::NotLoggedIn => "You need to log in first.",
+            ErrorCode::AlreadyLoggedIn => "You are already logged in.",
+            ErrorCode::InvalidUsername => {
+                "The username must be 1 to 32 characters of unaccented letters (A-Z, a-z), digits, dot, hyphen and underscore."
+            }
+            ErrorCode::InvalidPassword => "The password must be 8 to 72 bytes long and contain no spaces or tabs.",
+            ErrorCode::InvalidName => "The full name must be 1 to 100 characters, with no tabs or control characters.",
+            ErrorCode::InvalidText => "A message must be 1 to 2000 characters, with no control characters.",
+            ErrorCode::UserExists => "That username already exists. Try a different username.",
+            ErrorCode::BadCredentials => "Wrong username or password, please try again.",
+            ErrorCode::RateLimited => "Too many attempts in a row; wait a moment and try again.",
+            ErrorCode::ServerFull => "The server has too many connections; try again later.",
+            ErrorCode::ShuttingDown => "The server is shutting down.",
+            ErrorCode::SlowConsumer => "This client was not reading messages as fast as they arrived.",
+            ErrorCode::LoginTimeout => "You did not log in in time.",
+            ErrorCode::Internal => "Internal server failure; you can try again.",
+            ErrorCode::DbError => "The server's database failed and nothing was stored.",
+        },
+    }
+}
+
+/// How each level of PROTOCOL.md 6 is announced. Client-level refusals
+/// need no announcement: the sentence itself says what to correct.
+fn level_prefix(level: ErrorLevel, lang: Lang) -> &'static str {
+    match (lang, level) {
+        (_, ErrorLevel::Client) => "",
+        (Lang::Es, ErrorLevel::Server) => "Error del servidor: ",
+        (Lang::Es, ErrorLevel::Database) => "Error de la base de datos: ",
+        (Lang::En, ErrorLevel::Server) => "Server error: ",
+        (Lang::En, ErrorLevel::Database) => "Database error: ",
+    }
+}
+
+/// A refusal with its level; a code this client does not know (from a newer
+/// server) is a server-level error told in the server's own words.
+fn refusal(code: Option<ErrorCode>, server_text: &str, lang: Lang) -> String {
+    match code {
+        Some(code) => match level_prefix(code.level(), lang) {
+            "" => code_text(code, lang).to_string(),
+            prefix => format!("{prefix}{}", lowercase_first(code_text(code, lang))),
+        },
+        None => {
+            let unknown = match lang {
+                Lang::Es => "error desconocido",
+                Lang::En => "unknown error",
+            };
+            let words = if server_text.is_empty() { unknown } else { server_text };
+            format!("{}{words}.", level_prefix(ErrorLevel::Server, lang))
+        }
+    }
+}
+
+/// `Sentence.` as it reads after a colon: `sentence.`
+fn lowercase_first(sentence: &str) -> String {
+    let mut chars = sentence.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of every variant, so a test walks them all.
+    fn every_text() -> Vec<Text<'static>> {
+        let mut all = vec![
+            Text::MenuPrompt,
+            Text::AskFullName,
+            Text::AskUsername,
+            Text::AskPassword,
+            Text::InvalidChoice,
+            Text::Registered { full_name: "Ana" },
+            Text::Welcome { full_name: "Ana" },
+            Text::Disconnected { username: "ana" },
+            Text::Goodbye,
+            Text::ChatHint,
+            Text::Help,
+            Text::UnknownCommand { command: "/x" },
+            Text::HistoryUsage,
+            Text::RecentMessages,
+            Text::HistoryHeader { count: 1 },
+            Text::HistoryHeader { count: 5 },
+            Text::NoMessages,
+            Text::WhoHeader { count: 1 },
+            Text::WhoHeader { count: 2 },
+            Text::Joined { username: "ana" },
+            Text::Left { username: "ana" },
+            Text::InputTooLong,
+            Text::IgnoredServerLine,
+            Text::Unconfirmed { count: 1 },
+            Text::Unconfirmed { count: 3 },
+            Text::Interrupted,
+            Text::ConnectRefused { addr: "h:1" },
+            Text::ConnectFailed {
+                addr: "h:1",
+                reason: ConnectFailure::TimedOut,
+            },
+            Text::ConnectFailed {
+                addr: "h:1",
+                reason: ConnectFailure::Unresolved,
+            },
+            Text::ConnectFailed {
+                addr: "h:1",
+                reason: ConnectFailure::Other("boom"),
+            },
+            Text::ConnectionLost { addr: "h:1" },
+            Text::NoReply { addr: "h:1", secs: 30 },
+            Text::ProtocolViolation { addr: "h:1" },
+            Text::UnsupportedVersion {
+                addr: "h:1",
+                version: "2",
+            },
+            Text::InputFailed { error: "boom" },
+            Text::Refused {
+                code: None,
+                server_text: "new thing",
+            },
+            Text::ServerClosed {
+                addr: "h:1",
+                code: None,
+                server_text: "new thing",
+            },
+        ];
+        for code in ErrorCode::ALL {
+            all.push(Text::Refused {
+                code: Some(code),
+                server_text: code.default_text(),
+            });
+            all.push(Text::SayFailed {
+                code: Some(code),
+                server_text: code.default_text(),
+                excerpt: "hola",
+            });
+            all.push(Text::ServerClosed {
+                addr: "h:1",
+                code: Some(code),
+                server_text: code.default_text(),
+            });
+        }
+        all
+    }
+
+    #[test]
+    fn every_error_code_has_a_text_in_each_language() {
+        for code in ErrorCode::ALL {
+            let es = code_text(code, Lang::Es);
+            let en = code_text(code, Lang::En);
+            assert!(es.ends_with('.') && en.ends_with('.'), "{code}");
+            assert_ne!(es, en, "{code} is not translated");
+            assert_ne!(en, code.default_text(), "{code}: a sentence, not the wire text");
+        }
+    }
+
+    #[test]
+    fn every_text_renders_in_each_language_and_differs() {
+        for text in every_text() {
+            let es = text.render(Lang::Es);
+            let en = text.render(Lang::En);
+            assert!(!es.trim().is_empty() && !en.trim().is_empty(), "{text:?}");
+            assert_ne!(es, en, "{text:?} is not translated");
+            for rendered in [&es, &en] {
+                assert!(!rendered.ends_with('\n'), "{text:?}");
+                assert!(!rendered.contains("{"), "unfilled placeholder in {rendered:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_labs_sentences_are_kept_word_for_word() {
+        let es = |t: Text| t.render(Lang::Es);
+        assert_eq!(es(Text::MenuPrompt), "¿Deseas (1) Iniciar sesión o (2) Registrarte?:");
+        assert_eq!(es(Text::AskFullName), "Ingrese su nombre completo:");
+        assert_eq!(es(Text::AskUsername), "Ingrese su nombre de usuario:");
+        assert_eq!(es(Text::AskPassword), "Ingrese su contraseña:");
+        assert_eq!(
+            es(Text::Registered { full_name: "Ana Ríos" }),
+            "Registro exitoso. Bienvenido Ana Ríos!"
+        );
+        assert_eq!(
+            es(Text::Refused {
+                code: Some(ErrorCode::UserExists),
+                server_text: ""
+            }),
+            "Nombre de usuario ya existe. Intenta con otro nombre de usuario."
+        );
+        assert_eq!(es(Text::Welcome { full_name: "Ana" }), "Bienvenido Ana!");
+        assert_eq!(
+            es(Text::Refused {
+                code: Some(ErrorCode::BadCredentials),
+                server_text: ""
+            }),
+            "Credenciales incorrectas, intente nuevamente."
+        );
+        assert_eq!(
+            es(Text::Disconnected { username: "ana" }),
+            "Usuario ana se ha desconectado."
+        );
+        assert_eq!(
+            es(Text::ConnectRefused { addr: "127.0.0.1:8000" }),
+            "No se pudo conectar con el servidor en 127.0.0.1:8000 (conexión rechazada). ¿Está en marcha charla-server?"
+        );
+    }
+
+    #[test]
+    fn errors_say_their_level() {
+        let refused = |code, lang| {
+            Text::Refused {
+                code: Some(code),
+                server_text: "",
+            }
+            .render(lang)
+        };
+        assert!(refused(ErrorCode::DbError, Lang::Es).starts_with("Error de la base de datos: "));
+        assert!(refused(ErrorCode::Internal, Lang::Es).starts_with("Error del servidor: "));
+        assert!(refused(ErrorCode::DbError, Lang::En).starts_with("Database error: "));
+        let say = Text::SayFailed {
+            code: Some(ErrorCode::DbError),
+            server_text: "",
+            excerpt: "hola",
+        };
+        assert!(say.render(Lang::Es).contains("«hola» NO se guardó"));
+        let bye = Text::ServerClosed {
+            addr: "h:1",
+            code: Some(ErrorCode::ShuttingDown),
+            server_text: "",
+        };
+        assert_eq!(
+            bye.render(Lang::Es),
+            "Error del servidor: el servidor se está apagando. Se cerró la conexión con h:1."
+        );
+        let lost = Text::ConnectionLost { addr: "h:1" }.render(Lang::Es);
+        assert!(lost.starts_with("Error de conexión: ") && lost.contains("h:1"));
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_to_the_servers_words_at_server_level() {
+        let text = Text::Refused {
+            code: None,
+            server_text: "quota exceeded",
+        };
+        assert_eq!(text.render(Lang::Es), "Error del servidor: quota exceeded.");
+        let bye = Text::ServerClosed {
+            addr: "h:1",
+            code: None,
+            server_text: "maintenance",
+        };
+        assert_eq!(
+            bye.render(Lang::En),
+            "Server error: maintenance. The connection to h:1 was closed."
+        );
+    }
+}
