@@ -41,7 +41,10 @@ pub struct Rate {
 impl Rate {
     /// `count` events per `window`, all of them allowed at once.
     pub fn per(count: u32, window: Duration) -> Rate {
-        Rate { burst: f64::from(count), per_second: f64::from(count) / window.as_secs_f64().max(1e-9) }
+        Rate {
+            burst: f64::from(count),
+            per_second: f64::from(count) / window.as_secs_f64().max(1e-9),
+        }
     }
 
     /// Whether this rate limits anything (a zero rate means "no limit").
@@ -62,7 +65,10 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket for `rate`.
     pub fn full(rate: Rate, now: Instant) -> TokenBucket {
-        TokenBucket { tokens: rate.burst, updated: now }
+        TokenBucket {
+            tokens: rate.burst,
+            updated: now,
+        }
     }
 
     fn refill(&mut self, rate: Rate, now: Instant) {
@@ -112,7 +118,11 @@ const SWEEP_AT: usize = 4096;
 impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
     /// A limiter at `rate`; a disabled rate allows everything.
     pub fn new(rate: Rate, clock: Arc<dyn Clock>) -> KeyedLimiter<K> {
-        KeyedLimiter { rate, buckets: Mutex::new(HashMap::new()), clock }
+        KeyedLimiter {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+            clock,
+        }
     }
 
     /// Whether `key` may act now (has a token), without using one.
@@ -122,7 +132,9 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
         }
         let now = self.clock.now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        buckets.get_mut(key).is_none_or(|bucket| bucket.has_token(self.rate, now))
+        buckets
+            .get_mut(key)
+            .is_none_or(|bucket| bucket.has_token(self.rate, now))
     }
 
     /// Uses one of `key`'s tokens (a failure, a registration); returns
@@ -137,7 +149,10 @@ impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
         if buckets.len() >= SWEEP_AT && !buckets.contains_key(key) {
             buckets.retain(|_, bucket| !bucket.is_full(rate, now));
         }
-        buckets.entry(key.clone()).or_insert_with(|| TokenBucket::full(rate, now)).try_take(rate, now)
+        buckets
+            .entry(key.clone())
+            .or_insert_with(|| TokenBucket::full(rate, now))
+            .try_take(rate, now)
     }
 
     /// How many keys are remembered (for tests and diagnostics).
@@ -180,7 +195,10 @@ mod tests {
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
         let clock = ManualClock::new();
-        let rate = Rate { burst: 200.0, per_second: 20.0 };
+        let rate = Rate {
+            burst: 200.0,
+            per_second: 20.0,
+        };
         let mut bucket = TokenBucket::full(rate, clock.now());
         for i in 0..200 {
             assert!(bucket.try_take(rate, clock.now()), "message {i} of the burst");
@@ -195,7 +213,10 @@ mod tests {
         for _ in 0..200 {
             assert!(bucket.try_take(rate, clock.now()));
         }
-        assert!(!bucket.try_take(rate, clock.now()), "a long pause refills only to the burst");
+        assert!(
+            !bucket.try_take(rate, clock.now()),
+            "a long pause refills only to the burst"
+        );
     }
 
     #[test]
@@ -215,7 +236,13 @@ mod tests {
 
     #[test]
     fn a_zero_rate_disables_the_limit() {
-        let limiter = KeyedLimiter::new(Rate { burst: 0.0, per_second: 0.0 }, ManualClock::new());
+        let limiter = KeyedLimiter::new(
+            Rate {
+                burst: 0.0,
+                per_second: 0.0,
+            },
+            ManualClock::new(),
+        );
         for _ in 0..10_000 {
             assert!(limiter.take(&1u32));
         }
