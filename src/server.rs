@@ -64,7 +64,7 @@ impl Default for Config {
             bcrypt_cost: auth::DEFAULT_COST,
             hash_threads: 0,
             outbox_limit: outbox::DEFAULT_LIMIT,
-            sync: SyncMode::Full,
+            sync: SyncMode::Normal,
             node: "node-1".to_string(),
         }
     }

@@ -37,8 +37,11 @@ struct Args {
     /// bcrypt cost for new password hashes (4 to 31; each step doubles the work).
     #[arg(long, default_value_t = charla::auth::DEFAULT_COST, value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
-    /// SQLite synchronous level: `full` survives power cuts, `normal` survives crashes.
-    #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+    /// SQLite synchronous level. `normal` (WAL, fsync at checkpoints): every
+    /// acknowledged message survives a crash or kill -9 of the server, as the
+    /// protocol promises. `full` (fsync at every commit) also survives a power
+    /// cut of the machine, at ~200 µs more per commit (docs/PERFORMANCE.md).
+    #[arg(long, value_enum, default_value_t = SyncMode::Normal)]
     sync: SyncMode,
     /// Also append every error to this file.
     #[arg(long)]
