@@ -63,7 +63,7 @@ trap cleanup EXIT
 
 start_charla() {
     rm -f "$OUT"/charla.db*
-    RUST_LOG=warn "$SERVER" --addr 127.0.0.1:$CHARLA_PORT --db "$OUT/charla.db" --bcrypt-cost 4 \
+    RUST_LOG=warn "$SERVER" --addr 127.0.0.1:$CHARLA_PORT --db "$OUT/charla.db" --bcrypt-cost 4 --msg-rate 0 \
         >"$OUT/charla.out" 2>"$OUT/charla.err" &
     CHARLA_PID=$!
     pids+=("$CHARLA_PID")

@@ -58,6 +58,12 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// The byte source, to adjust it between frames (the session lifts its
+    /// login deadline this way).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Whether bytes of an unfinished line or further lines are buffered;
     /// the session uses it to know a command is already waiting.
     pub fn has_buffered(&self) -> bool {

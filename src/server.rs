@@ -5,7 +5,8 @@
 //! already-bound listener until a [`Shutdown`] is triggered, so the binary
 //! and the tests start it the same way (tests bind port 0).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,6 +18,7 @@ use thiserror::Error;
 use crate::auth::{self, AuthError, Hasher};
 use crate::code::ErrorCode;
 use crate::journal::Journal;
+use crate::limits::{self, Clock, KeyedLimiter, Rate, SystemClock};
 use crate::outbox;
 use crate::registry::Registry;
 use crate::reply;
@@ -52,6 +54,91 @@ pub struct Config {
     pub sync: SyncMode,
     /// This server's name in `HELLO`.
     pub node: String,
+    /// The abuse limits.
+    pub limits: LimitsConfig,
+}
+
+/// The abuse limits of PROTOCOL.md 5.5, each with a default that a normal
+/// user never meets. A zero count disables that limit.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// Messages per second per session, sustained (0: no limit).
+    pub msg_rate: f64,
+    /// Messages a session may send at once; its bucket starts full.
+    pub msg_burst: u32,
+    /// Failed logins per account name per minute.
+    pub login_failures_per_account: u32,
+    /// Failed logins per source address per 15 minutes.
+    pub login_failures_per_address: u32,
+    /// Registrations per source address per hour.
+    pub registrations_per_address: u32,
+    /// Connections open at once per source address.
+    pub connections_per_address: usize,
+    /// Apply the per-address limits to loopback addresses too (by default
+    /// they are exempt, so local benchmarks and tests are not throttled).
+    pub limit_loopback: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            msg_rate: 20.0,
+            msg_burst: 200,
+            login_failures_per_account: 10,
+            login_failures_per_address: 30,
+            registrations_per_address: 20,
+            connections_per_address: 64,
+            limit_loopback: false,
+        }
+    }
+}
+
+/// The shared limiters, built from [`LimitsConfig`].
+pub struct Limits {
+    /// The settings.
+    pub config: LimitsConfig,
+    /// Per-session message rate (each session keeps its own bucket).
+    pub msg_rate: Rate,
+    /// Failed logins by lower-cased account name.
+    pub account_failures: KeyedLimiter<String>,
+    /// Failed logins by source address.
+    pub address_failures: KeyedLimiter<IpAddr>,
+    /// Registrations by source address.
+    pub registrations: KeyedLimiter<IpAddr>,
+    /// The clock every limiter reads.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Limits {
+    /// Builds the limiters over `clock`.
+    pub fn new(config: LimitsConfig, clock: Arc<dyn Clock>) -> Limits {
+        let msg_rate = Rate {
+            burst: f64::from(config.msg_burst),
+            per_second: config.msg_rate.max(0.0),
+        };
+        Limits {
+            msg_rate,
+            account_failures: KeyedLimiter::new(
+                Rate::per(config.login_failures_per_account, Duration::from_secs(60)),
+                Arc::clone(&clock),
+            ),
+            address_failures: KeyedLimiter::new(
+                Rate::per(config.login_failures_per_address, Duration::from_secs(15 * 60)),
+                Arc::clone(&clock),
+            ),
+            registrations: KeyedLimiter::new(
+                Rate::per(config.registrations_per_address, Duration::from_secs(3600)),
+                Arc::clone(&clock),
+            ),
+            clock,
+            config,
+        }
+    }
+
+    /// Whether per-address limits apply to `addr`.
+    pub fn applies_to(&self, addr: IpAddr) -> bool {
+        self.config.limit_loopback || !limits::is_loopback(addr)
+    }
 }
 
 impl Default for Config {
@@ -66,6 +153,7 @@ impl Default for Config {
             outbox_limit: outbox::DEFAULT_LIMIT,
             sync: SyncMode::Normal,
             node: "node-1".to_string(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -103,6 +191,8 @@ pub struct Shared {
     pub journal: Journal,
     /// Set when the server is stopping.
     pub shutdown: Shutdown,
+    /// Rate limits against floods and brute force.
+    pub limits: Limits,
 }
 
 /// A server ready to serve.
@@ -113,35 +203,76 @@ pub struct Server {
     journal_thread: JoinHandle<()>,
 }
 
-/// Counts live session threads, for the connection limit and for waiting
-/// on them when stopping.
+/// Live session threads in all and per source address, for the connection
+/// limits and for waiting on them when stopping.
 #[derive(Default)]
 struct Live {
-    count: Mutex<usize>,
+    count: Mutex<LiveCount>,
     changed: Condvar,
 }
 
+#[derive(Default)]
+struct LiveCount {
+    /// Session threads running.
+    total: usize,
+    /// Of those, by source address (only addresses that are limited).
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// Why a connection is refused before it is served.
+enum Refusal {
+    /// The server holds `--max-clients` connections.
+    Full,
+    /// The address holds `--max-connections-per-address` connections.
+    AddressFull,
+}
+
 impl Live {
-    fn add(&self) -> usize {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *count += 1;
-        *count
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveCount> {
+        self.count.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remove(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+    /// Counts a new session from `addr` (`None`: not limited per address)
+    /// unless a limit is reached.
+    fn try_add(&self, addr: Option<IpAddr>, max_total: usize, max_per_address: usize) -> Result<(), Refusal> {
+        let mut count = self.lock();
+        if count.total >= max_total {
+            return Err(Refusal::Full);
+        }
+        if let Some(addr) = addr {
+            let from = count.by_address.entry(addr).or_insert(0);
+            if max_per_address > 0 && *from >= max_per_address {
+                return Err(Refusal::AddressFull);
+            }
+            *from += 1;
+        }
+        count.total += 1;
+        Ok(())
+    }
+
+    fn remove(&self, addr: Option<IpAddr>) {
+        let mut count = self.lock();
+        count.total -= 1;
+        if let Some(addr) = addr
+            && let Some(from) = count.by_address.get_mut(&addr)
+        {
+            *from -= 1;
+            if *from == 0 {
+                count.by_address.remove(&addr);
+            }
+        }
         self.changed.notify_all();
     }
 
     fn get(&self) -> usize {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock().total
     }
 
     /// Waits until no session is left or `deadline` passes; returns how
     /// many are left.
     fn wait_empty(&self, deadline: Instant) -> usize {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        while *count > 0 {
+        let mut count = self.lock();
+        while count.total > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -152,16 +283,16 @@ impl Live {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        *count
+        count.total
     }
 }
 
-/// Decrements the live count when a session thread ends, even by panic.
-struct LiveGuard(Arc<Live>);
+/// Uncounts a session when its thread ends, even by panic.
+struct LiveGuard(Arc<Live>, Option<IpAddr>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.remove();
+        self.0.remove(self.1);
     }
 }
 
@@ -186,6 +317,7 @@ impl Server {
         let (journal, queue) = Journal::channel();
         let registry = Arc::new(Registry::new(journal.clone()));
         let journal_thread = Journal::start(queue, writer, Arc::clone(&registry))?;
+        let limits = Limits::new(config.limits.clone(), Arc::new(SystemClock));
         let shared = Arc::new(Shared {
             config,
             registry,
@@ -193,6 +325,7 @@ impl Server {
             hasher,
             journal,
             shutdown,
+            limits,
         });
         Ok(Server { shared, journal_thread })
     }
@@ -222,13 +355,30 @@ impl Server {
                     continue;
                 }
             };
-            if live.get() >= shared.config.max_clients {
-                refuse_full(stream);
-                continue;
+            let limited = stream
+                .peer_addr()
+                .ok()
+                .map(|peer| peer.ip())
+                .filter(|ip| shared.limits.applies_to(*ip));
+            let per_address = shared.limits.config.connections_per_address;
+            match live.try_add(limited, shared.config.max_clients, per_address) {
+                Ok(()) => {}
+                Err(Refusal::Full) => {
+                    log::warn!("connection refused: server full");
+                    refuse_full(stream);
+                    continue;
+                }
+                Err(Refusal::AddressFull) => {
+                    log::warn!(
+                        "connection refused: too many connections from {}",
+                        limited.map_or_else(String::new, |a| a.to_string())
+                    );
+                    refuse_full(stream);
+                    continue;
+                }
             }
             let id = next_id.fetch_add(1, Ordering::Relaxed);
-            live.add();
-            let guard = LiveGuard(Arc::clone(&live));
+            let guard = LiveGuard(Arc::clone(&live), limited);
             let session_shared = Arc::clone(&shared);
             let spawned = thread::Builder::new()
                 .name(format!("session-{id}"))
@@ -263,7 +413,6 @@ impl Server {
 /// Answers a connection over the limit with `BYE server-full` and closes it.
 fn refuse_full(stream: TcpStream) {
     use std::io::Write as _;
-    log::warn!("connection refused: server full");
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = (&stream).write_all(&reply::bye(ErrorCode::ServerFull));
     let _ = stream.shutdown(std::net::Shutdown::Write);

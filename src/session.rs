@@ -8,8 +8,8 @@
 //! before any other command the session waits until its SAYs in flight are
 //! acknowledged.
 
-use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +19,7 @@ use crate::code::ErrorCode;
 use crate::command::{self, Command, Requirement, Verb};
 use crate::frame::{self, Frame, LineReader};
 use crate::journal::SayOp;
+use crate::limits::TokenBucket;
 use crate::outbox::Outbox;
 use crate::registry::ConnectionId;
 use crate::reply::{self, WireLine};
@@ -42,6 +43,32 @@ struct LoggedIn {
     username: Arc<str>,
 }
 
+/// The socket as the session reads it. While the login deadline is set,
+/// every read waits at most until the deadline and fails with `TimedOut`
+/// once it has passed: a timeout per read alone would let a client that
+/// trickles bytes without ever ending a line stay unlogged forever (the line
+/// reader keeps reading until a line is complete).
+struct Input<'a> {
+    /// The connection.
+    socket: &'a TcpStream,
+    /// When the connection must be logged in by; `None` once it is.
+    login_deadline: Option<Instant>,
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.login_deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            // A zero timeout would mean "none": `left` is not zero here.
+            self.socket.set_read_timeout(Some(left))?;
+        }
+        (&*self.socket).read(buf)
+    }
+}
+
 /// A connection's state while its thread runs.
 struct Session<'a> {
     /// Server-wide state.
@@ -62,6 +89,10 @@ struct Session<'a> {
     acked: Receiver<()>,
     /// Given to each SAY for the journal to signal on.
     ack_sender: Sender<()>,
+    /// This session's message allowance (PROTOCOL.md 5.5).
+    messages: TokenBucket,
+    /// The peer's address when per-address limits apply to it.
+    limited_address: Option<IpAddr>,
 }
 
 /// Serves one accepted connection until it closes. Called on the session's
@@ -100,6 +131,8 @@ pub fn run(stream: TcpStream, id: ConnectionId, shared: &Shared) {
         in_flight: 0,
         acked,
         ack_sender,
+        messages: TokenBucket::full(shared.limits.msg_rate, shared.limits.clock.now()),
+        limited_address: Some(peer.ip()).filter(|ip| shared.limits.applies_to(*ip)),
     };
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.serve()));
     if served.is_err() {
@@ -115,21 +148,24 @@ impl Session<'_> {
         let config = &self.shared.config;
         let socket = Arc::clone(&self.socket);
         let login_deadline = Instant::now() + config.login_timeout;
-        let mut reader = LineReader::new(&*socket, config.max_line);
+        let input = Input {
+            socket: &socket,
+            login_deadline: Some(login_deadline),
+        };
+        let mut reader = LineReader::new(input, config.max_line);
         loop {
             self.outbox.wait_for_room();
             if self.outbox.is_closing() {
                 return;
             }
             if self.logged_in.is_none() {
-                let left = login_deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                if Instant::now() >= login_deadline {
                     log::info!("connection {} from {}: login timeout", self.id, self.peer);
                     self.outbox.bye(ErrorCode::LoginTimeout);
                     return;
                 }
-                // A zero timeout would mean "none": `left` is not zero here.
-                let _ = socket.set_read_timeout(Some(left));
+            } else {
+                reader.get_mut().login_deadline = None;
             }
             let flow = match reader.read_frame() {
                 Ok(Frame::Line(line)) => self.line(line),
@@ -230,6 +266,12 @@ impl Session<'_> {
         let password = validate::password(password)?;
         let full_name = validate::full_name(full_name)?;
         let shared = self.shared;
+        if let Some(addr) = self.limited_address
+            && !shared.limits.registrations.allows(&addr)
+        {
+            log::warn!("connection {} from {}: registrations rate-limited", self.id, self.peer);
+            return Err(ErrorCode::RateLimited);
+        }
         if shared
             .store
             .find_account(username)
@@ -252,6 +294,9 @@ impl Session<'_> {
             Err(CreateAccountError::UserExists) => return Err(ErrorCode::UserExists),
             Err(CreateAccountError::Store(e)) => return Err(self.db_error("registration", &e)),
         };
+        if let Some(addr) = self.limited_address {
+            shared.limits.registrations.take(&addr);
+        }
         log::info!(
             "connection {} from {}: registered {}",
             self.id,
@@ -267,6 +312,19 @@ impl Session<'_> {
     /// whether or not the account exists.
     fn login(&mut self, tag: Option<&str>, username: &str, password: &str) -> Result<Option<WireLine>, ErrorCode> {
         let shared = self.shared;
+        // Throttles come before any work: a brute force gets its refusal
+        // without costing a bcrypt run. Names are counted whether or not the
+        // account exists, so the throttle does not tell which exist.
+        let name_key = throttle_key(username);
+        let limits = &shared.limits;
+        let throttled = !limits.account_failures.allows(&name_key)
+            || self
+                .limited_address
+                .is_some_and(|addr| !limits.address_failures.allows(&addr));
+        if throttled {
+            log::warn!("connection {} from {}: login rate-limited", self.id, self.peer);
+            return Err(ErrorCode::RateLimited);
+        }
         let account = match validate::username(username) {
             Ok(name) => shared
                 .store
@@ -278,6 +336,10 @@ impl Session<'_> {
         let valid = validate::password(password).is_ok();
         if !shared.hasher.verify(password, hash) || !valid {
             log::info!("connection {} from {}: failed login", self.id, self.peer);
+            limits.account_failures.take(&name_key);
+            if let Some(addr) = self.limited_address {
+                limits.address_failures.take(&addr);
+            }
             return Err(ErrorCode::BadCredentials);
         }
         let Some(account) = account else {
@@ -308,6 +370,10 @@ impl Session<'_> {
     /// `SAY`: validated here, stored and acknowledged by the journal.
     fn say(&mut self, tag: Option<&str>, text: &str) -> Result<Option<WireLine>, ErrorCode> {
         let text = validate::text(text)?;
+        let limits = &self.shared.limits;
+        if limits.msg_rate.is_enabled() && !self.messages.try_take(limits.msg_rate, limits.clock.now()) {
+            return Err(ErrorCode::RateLimited);
+        }
         let Some(me) = &self.logged_in else {
             return Err(ErrorCode::NotLoggedIn);
         };
@@ -392,4 +458,15 @@ impl Session<'_> {
         self.shared.registry.disconnect(self.id);
         self.outbox.finish();
     }
+}
+
+/// The key a login name is throttled under: lower case (LOGIN ignores case)
+/// and cut to a bounded length, so any string a client sends maps to a
+/// small key.
+fn throttle_key(username: &str) -> String {
+    username
+        .chars()
+        .take(validate::MAX_USERNAME + 1)
+        .collect::<String>()
+        .to_lowercase()
 }

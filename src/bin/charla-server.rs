@@ -10,7 +10,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use charla::server::{Config, Server};
+use charla::server::{Config, LimitsConfig, Server};
 use charla::shutdown::Shutdown;
 use charla::store::sqlite::SyncMode;
 
@@ -49,6 +49,41 @@ struct Args {
     /// This server's name, announced in HELLO.
     #[arg(long, default_value = "node-1")]
     node: String,
+    /// Messages per second a session may send, sustained (0: no limit).
+    /// Over it: `ERR SAY rate-limited`, nothing stored.
+    #[arg(long, default_value_t = 20.0, value_parser = non_negative)]
+    msg_rate: f64,
+    /// Messages a session may send at once; its allowance starts full.
+    #[arg(long, default_value_t = 200)]
+    msg_burst: u32,
+    /// Failed logins per account name per minute before `ERR LOGIN
+    /// rate-limited` (0: no limit). While throttled, even the right password
+    /// is refused, without spending bcrypt on it.
+    #[arg(long, default_value_t = 10)]
+    login_failures_per_account: u32,
+    /// Failed logins per source address per 15 minutes (0: no limit).
+    #[arg(long, default_value_t = 30)]
+    login_failures_per_address: u32,
+    /// Registrations per source address per hour (0: no limit). Raise it for
+    /// a classroom behind one NAT address.
+    #[arg(long, default_value_t = 20)]
+    registrations_per_address: u32,
+    /// Connections open at once per source address; more get `BYE
+    /// server-full` (0: no limit).
+    #[arg(long, default_value_t = 64)]
+    max_connections_per_address: usize,
+    /// Apply the per-address limits to loopback addresses too (exempt by
+    /// default, so local scripts and benchmarks are not throttled).
+    #[arg(long)]
+    limit_loopback: bool,
+}
+
+/// A rate that is a finite number of at least 0.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err("expected a number of at least 0".to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -79,6 +114,15 @@ fn main() -> ExitCode {
         bcrypt_cost: args.bcrypt_cost,
         sync: args.sync,
         node: args.node,
+        limits: LimitsConfig {
+            msg_rate: args.msg_rate,
+            msg_burst: args.msg_burst,
+            login_failures_per_account: args.login_failures_per_account,
+            login_failures_per_address: args.login_failures_per_address,
+            registrations_per_address: args.registrations_per_address,
+            connections_per_address: args.max_connections_per_address,
+            limit_loopback: args.limit_loopback,
+        },
         ..Config::default()
     };
     let shutdown = Shutdown::new();

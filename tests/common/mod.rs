@@ -65,6 +65,11 @@ impl TestServer {
         if let Some(db) = &db {
             command.arg("--db").arg(db);
         }
+        // Tests that flood the server must not be throttled; tests/limits.rs
+        // sets the rate itself and so keeps the real default in play.
+        if !args.contains(&"--msg-rate") {
+            command.args(["--msg-rate", "0"]);
+        }
         let mut child = command
             .args(args)
             .envs(env.iter().copied())
@@ -508,4 +513,68 @@ pub fn registered(server: &TestServer, user: &str) -> Client {
 /// The path of a file in `dir`.
 pub fn file_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// A number field of `/proc/<pid>/status` (`VmRSS` in KiB, `Threads`), for
+/// tests that watch the server's memory or threads; panics if it is absent.
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Waits up to `limit` for `done` to hold, checking every 20 ms; returns
+/// whether it did.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits up to [`LINE_TIMEOUT`] for the server's log to contain `needle`;
+/// returns the log.
+pub fn wait_for_log(server: &TestServer, needle: &str) -> String {
+    let mut log = String::new();
+    let found = wait_until(LINE_TIMEOUT, || {
+        log = server.log();
+        log.contains(needle)
+    });
+    assert!(found, "the server never logged {needle:?}; its log:\n{log}");
+    log
+}
+
+/// A stand-in server on 127.0.0.1 for what a real one never does: accepts
+/// one connection, sends `HELLO charla 1 fake`, then writes whatever
+/// `answer` returns for each line the client sends (without its `\n`), and
+/// closes once `answer` returns `None` or the client goes quiet for
+/// [`LINE_TIMEOUT`]. Returns the address to point a client at.
+pub fn scripted_server(mut answer: impl FnMut(&str) -> Option<Vec<u8>> + Send + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = listener.local_addr().expect("its address").to_string();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        let _ = stream.set_read_timeout(Some(LINE_TIMEOUT));
+        let Ok(mut out) = stream.try_clone() else { return };
+        let _ = out.write_all(b"HELLO charla 1 fake\n");
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            match answer(&line) {
+                Some(bytes) => {
+                    let _ = out.write_all(&bytes);
+                }
+                None => return,
+            }
+        }
+    });
+    addr
 }
