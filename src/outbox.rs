@@ -204,6 +204,10 @@ struct Queue {
     finishing: bool,
     /// The connection is closed for writing: nothing more goes out.
     closed: bool,
+    /// The bytes sent so far end inside a line (a send was cut short). A
+    /// slow consumer's best-effort BYE is then left out: glued to the
+    /// partial line it would corrupt that line instead of being read.
+    mid_line: bool,
 }
 
 /// The outgoing side of one connection.
@@ -294,7 +298,12 @@ impl Outbox {
             let total = item.len();
             match SockRef::from(&*self.socket).send_vectored_with_flags(&slices, SEND_FLAGS) {
                 Ok(n) if n >= total => return true,
-                Ok(n) => written = n,
+                Ok(n) => {
+                    if n > 0 {
+                        queue.mid_line = !ends_line(&slices, n);
+                    }
+                    written = n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -417,10 +426,13 @@ impl Outbox {
         }
     }
 
-    /// Best effort `BYE slow-consumer`, then the connection is closed.
+    /// Best effort `BYE slow-consumer` (left out if a line was sent only in
+    /// part), then the connection is closed.
     fn say_bye_and_close(&self, queue: &mut Queue) {
-        let bye = reply::bye(ErrorCode::SlowConsumer);
-        let _ = SockRef::from(&*self.socket).send_with_flags(&bye, SEND_FLAGS);
+        if !queue.mid_line {
+            let bye = reply::bye(ErrorCode::SlowConsumer);
+            let _ = SockRef::from(&*self.socket).send_with_flags(&bye, SEND_FLAGS);
+        }
         self.close_now(queue);
     }
 
@@ -462,11 +474,13 @@ impl Outbox {
             let skip = std::mem::take(&mut queue.written);
             batch.extend(queue.items.drain(..));
             let finishing = queue.finishing;
+            let mut mid_line = queue.mid_line;
             drop(queue);
             let bytes: usize = batch.iter().map(Outgoing::len).sum::<usize>() - skip;
-            let written = self.write_all(&batch, skip, finishing);
+            let written = self.write_all(&batch, skip, finishing, &mut mid_line);
             batch.clear();
             queue = self.lock();
+            queue.mid_line = mid_line;
             queue.pending = queue.pending.saturating_sub(bytes);
             self.changed.notify_all();
             if let Err(e) = written {
@@ -489,8 +503,10 @@ impl Outbox {
 
     /// Writes every item (the first one from byte `skip` on), retrying
     /// through write timeouts until the session is cut off or has been
-    /// closing (or `finishing`) for longer than [`LINGER`].
-    fn write_all(&self, batch: &[Outgoing], skip: usize, finishing: bool) -> io::Result<()> {
+    /// closing (or `finishing`) for longer than [`LINGER`]. Keeps
+    /// `mid_line` telling whether what was written so far ends inside a
+    /// line.
+    fn write_all(&self, batch: &[Outgoing], skip: usize, finishing: bool, mid_line: &mut bool) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() + 4);
         for item in batch {
             item.slices(&mut slices);
@@ -501,7 +517,10 @@ impl Outbox {
         while !rest.is_empty() {
             match (&*self.socket).write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Ok(n) => {
+                    *mid_line = !ends_line(rest, n);
+                    IoSlice::advance_slices(&mut rest, n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if self.is_cut() {
@@ -521,6 +540,19 @@ impl Outbox {
     }
 }
 
+/// Whether the first `n` bytes of `slices` (`n` at least 1) end with a
+/// newline, that is, whether a send of `n` bytes stopped between lines.
+fn ends_line(slices: &[IoSlice<'_>], n: usize) -> bool {
+    let mut last = n.saturating_sub(1);
+    for slice in slices {
+        if last < slice.len() {
+            return slice[last] == b'\n';
+        }
+        last -= slice.len();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,6 +564,15 @@ mod tests {
         let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
         assert_eq!(bytes.len(), batch.bytes_for(to));
         String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn ends_line_tells_whether_a_send_stopped_between_lines() {
+        let slices = [IoSlice::new(b"MSG 1\nMS"), IoSlice::new(b"G 2\n")];
+        assert!(ends_line(&slices, 6));
+        assert!(!ends_line(&slices, 7));
+        assert!(!ends_line(&slices, 9));
+        assert!(ends_line(&slices, 12));
     }
 
     #[test]

@@ -99,7 +99,6 @@ impl Registry {
     /// `JOIN` to every other session if this is the account's first.
     pub fn log_in(&self, id: ConnectionId, account: &Account, outbox: &Arc<Outbox>, reply: WireLine) {
         let mut inner = self.lock();
-        outbox.reply(reply);
         inner.changes += 1;
         let change = inner.changes;
         inner.members.insert(id, (account.id, change, Arc::clone(outbox)));
@@ -113,6 +112,12 @@ impl Registry {
         if presence.sessions == 1 {
             self.journal.presence(reply::join(&account.username), id, change);
         }
+        // The reply goes out only now, after the JOIN is in the journal's
+        // queue: a client told `OK LOGIN` may at once cause a message (or
+        // ask someone to), and that message must reach the others after
+        // the JOIN. Nothing reaches this session before the reply: fan-out
+        // needs this lock to see the new member.
+        outbox.reply(reply);
     }
 
     /// Logs a session out; sends `LEAVE` to every other session if it was

@@ -523,7 +523,7 @@ fn a_slow_consumer_is_cut_off_without_slowing_anyone_else() {
     const WINDOW: usize = 16;
     const MAX_MESSAGES: usize = 4000;
     let server = TestServer::start_with(&["--sync", "normal"]);
-    let mut slow = registered(&server, "slow");
+    let slow = registered(&server, "slow");
     let mut reader = registered(&server, "reader");
     let mut sender = registered(&server, "sender");
     reader.sync("ready");
@@ -554,6 +554,8 @@ fn a_slow_consumer_is_cut_off_without_slowing_anyone_else() {
     let mut slowest_window = Duration::ZERO;
     let mut windows_after_cut = None;
     let mut sender_events = Vec::new();
+    let mut slow = Some(slow);
+    let mut draining = None;
     while windows_after_cut != Some(0) {
         assert!(acked.len() < MAX_MESSAGES, "the slow consumer was never cut off");
         let window: String = (acked.len()..acked.len() + WINDOW)
@@ -566,6 +568,12 @@ fn a_slow_consumer_is_cut_off_without_slowing_anyone_else() {
         acked.extend(replies.iter().map(|r| ok_say(r).0));
         if events.iter().any(|e| e == "LEAVE slow") && windows_after_cut.is_none() {
             windows_after_cut = Some(4);
+            // It starts reading now, slowly: whatever the server still
+            // sends it must be whole lines.
+            let mut slow = slow.take().expect("the slow client");
+            draining = Some(thread::spawn(move || {
+                slow.read_slowly_to_close(8192, Duration::from_millis(2), Duration::from_secs(30))
+            }));
         }
         sender_events.extend(events);
         windows_after_cut = windows_after_cut.map(|n: usize| n.saturating_sub(1));
@@ -596,22 +604,33 @@ fn a_slow_consumer_is_cut_off_without_slowing_anyone_else() {
     }
     assert_eq!(left, ["LEAVE slow"]);
 
-    // The slow one was disconnected; what it did get is a prefix of the
-    // messages, with nothing skipped, maybe followed by BYE.
-    let (lines, _partial) = slow.read_to_close(Duration::from_secs(30));
-    let mut got = Vec::new();
+    // The slow one was disconnected. What it got is a prefix of the
+    // messages, each line whole and exact, with nothing skipped, maybe
+    // followed by BYE; only the very last line may be cut short.
+    let bytes = draining
+        .expect("the slow session was cut off")
+        .join()
+        .expect("the draining thread");
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |end| end + 1);
+    let text = std::str::from_utf8(&bytes[..complete]).expect("whole lines of UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut got = 0;
     for (n, line) in lines.iter().enumerate() {
         if let Some(m) = Msg::parse(line) {
-            got.push(m.id);
+            let tail: String = line.chars().skip(line.chars().count().saturating_sub(60)).collect();
+            assert!(
+                m.id == acked[got] && m.text == big_text(got),
+                "line {n} of the slow session is not message {got}: ...{tail:?}"
+            );
+            got += 1;
         } else if line.starts_with("BYE ") {
-            assert_eq!(line, "BYE slow-consumer you are not reading fast enough");
-            assert_eq!(n, lines.len() - 1, "BYE is the last line");
+            assert_eq!(*line, "BYE slow-consumer you are not reading fast enough");
+            assert_eq!((n, complete), (lines.len() - 1, bytes.len()), "BYE is the last line");
         } else {
-            assert!(line.starts_with("JOIN ") && got.is_empty(), "slow got {line:?}");
+            assert!(line.starts_with("JOIN ") && got == 0, "slow got {line:?}");
         }
     }
-    assert_eq!(got, acked[..got.len()], "the slow session skipped messages");
-    assert!(got.len() < acked.len());
+    assert!(got < acked.len());
     let log = server.log();
     assert!(
         log.contains("slow consumer"),
@@ -863,5 +882,45 @@ fn presence_events_are_only_for_changes_after_ones_own_login() {
             !lines[1].contains(&join) && !lines[1].contains(&leave),
             "a session heard of x{i} coming or going before it logged in"
         );
+    }
+}
+
+#[test]
+fn a_join_comes_before_anything_said_after_the_login_was_answered() {
+    const ROUNDS: usize = 60;
+    let server = TestServer::start();
+    let mut listener = registered(&server, "oyente");
+    let mut talker = registered(&server, "hablante");
+    listener.expect("JOIN hablante");
+    for i in 0..ROUNDS {
+        registered(&server, &format!("x{i}")).send("QUIT");
+        for client in [&mut listener, &mut talker] {
+            client.expect(&format!("JOIN x{i}"));
+            client.expect(&format!("LEAVE x{i}"));
+        }
+    }
+    for i in 0..ROUNDS {
+        let mut x = server.connect();
+        x.login(&format!("x{i}"), "secreto123");
+        // Told that x is in, the talker speaks: whoever hears the talker
+        // must already have heard that x came online.
+        talker.send(&format!("SAY after x{i}"));
+        let (reply, mut talker_heard) = collect_replies(&mut talker, "OK SAY ", 1);
+        let (id, _) = ok_say(&reply[0]);
+        let mut heard = Vec::new();
+        loop {
+            let line = listener.line();
+            if Msg::parse(&line).is_some_and(|m| m.id == id) {
+                break;
+            }
+            heard.push(line);
+        }
+        assert_eq!(heard, [format!("JOIN x{i}")], "round {i}");
+        drop(x);
+        listener.expect(&format!("LEAVE x{i}"));
+        while talker_heard.len() < 2 {
+            talker_heard.push(talker.line());
+        }
+        assert_eq!(talker_heard, [format!("JOIN x{i}"), format!("LEAVE x{i}")]);
     }
 }

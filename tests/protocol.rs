@@ -753,3 +753,56 @@ fn trickling_bytes_does_not_extend_the_time_to_log_in() {
         "BYE login-timeout came {after:?} after connecting, with a 1 s timeout"
     );
 }
+
+#[test]
+fn rate_limits_come_after_value_checks_and_are_per_session() {
+    // A rate so low that nothing refills during the test.
+    let server = TestServer::start_with(&[
+        "--msg-rate",
+        "0.001",
+        "--msg-burst",
+        "2",
+        "--limit-loopback",
+        "--registrations-per-address",
+        "2",
+    ]);
+    let mut ana = registered(&server, "ana");
+    ana.say("uno");
+    ana.say("dos");
+    ask(&mut ana, "@x SAY tres", "@x ERR SAY rate-limited ");
+    // Syntax and values are checked before the limit.
+    ask(&mut ana, "SAY", "ERR SAY bad-request ");
+    ask(&mut ana, "SAY \u{1b}[1mtres", "ERR SAY invalid-text ");
+    ask(&mut ana, "SAY  \t ", "ERR SAY invalid-text ");
+    // Other commands are not limited, and nothing refused was stored.
+    ask(&mut ana, "PING", "OK PING");
+    assert_eq!(ana.history("").len(), 2);
+    // The message limit is per session: the same account elsewhere may talk.
+    let mut ana2 = server.connect();
+    ana2.login("ana", PASSWORD);
+    let (id, _) = ana2.say("desde otra sesión");
+    assert_eq!(ana.expect_msg().id, id);
+    ask(&mut ana, "SAY cuatro", "ERR SAY rate-limited ");
+
+    // Registrations: values first, then the limit, then the operation.
+    let _bea = registered(&server, "bea");
+    let mut guest = server.connect();
+    ask(
+        &mut guest,
+        "REGISTER a/b secreto123 Name",
+        "ERR REGISTER invalid-username ",
+    );
+    ask(
+        &mut guest,
+        "REGISTER carla 1234567 Name",
+        "ERR REGISTER invalid-password ",
+    );
+    ask(&mut guest, "REGISTER ana secreto123 Name", "ERR REGISTER rate-limited ");
+    ask(
+        &mut guest,
+        "REGISTER carla secreto123 Name",
+        "ERR REGISTER rate-limited ",
+    );
+    // Logging in to an existing account is not a registration.
+    guest.login("bea", PASSWORD);
+}

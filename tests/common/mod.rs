@@ -317,6 +317,27 @@ impl Client {
         }
     }
 
+    /// Reads raw bytes up to the end of the connection (EOF or reset) in
+    /// reads of at most `chunk` bytes with `pause` between them, like a
+    /// client that reads slowly; panics if it is still open after `limit`.
+    pub fn read_slowly_to_close(&mut self, chunk: usize, pause: Duration, limit: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + limit;
+        let mut bytes = Vec::new();
+        let mut buf = vec![0; chunk];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the connection is still open after {limit:?}");
+            self.set_timeout(left);
+            match self.reader.read(&mut buf) {
+                Ok(0) => return bytes,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return bytes,
+                Err(e) => panic!("the connection is still open after {limit:?}: {e}"),
+            }
+            std::thread::sleep(pause);
+        }
+    }
+
     /// `SAY text`, expecting `OK SAY ID TS`; returns `(id, ts)`.
     pub fn say(&mut self, text: &str) -> (i64, i64) {
         self.send(&format!("SAY {text}"));
