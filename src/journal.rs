@@ -23,6 +23,10 @@ use crate::store::{Account, Appended, CreateAccountError, Millis, NewAccount, Ne
 
 /// Most messages stored in one transaction.
 const MAX_BATCH: usize = 4096;
+/// Most bytes of text in one batch. Every session receives a batch as one
+/// unit against its 1 MiB outgoing bound, so a batch must stay well below
+/// it, or a reader that keeps up could be cut off as a slow consumer.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Above this many sessions, a batch of nothing but JOIN/LEAVE waits up to
 /// [`PRESENCE_DELAY`] for more before it is sent: in a login storm every
 /// batch costs one write per session, so fewer, fuller batches matter more
@@ -168,13 +172,18 @@ fn run(mut writer: Box<dyn StoreWriter>, registry: &Registry, queue: &Receiver<O
         let Ok(first) = queue.recv() else { break };
         let mut next = Some(first);
         let mut presence_until: Option<Instant> = None;
+        let mut batch_bytes = 0;
         while let Some(op) = next.take() {
             match op {
                 Op::Say(say) => {
+                    batch_bytes += say.message.body.len() + say.author.len() + 48;
                     entries.push(Entry::Say(says.len()));
                     says.push(say);
                 }
-                Op::Presence { line, origin, change } => entries.push(Entry::Presence(line, origin, change)),
+                Op::Presence { line, origin, change } => {
+                    batch_bytes += line.len();
+                    entries.push(Entry::Presence(line, origin, change));
+                }
                 Op::Register(op) => {
                     let outcome = writer.create_account(&op.account, now_ms());
                     if let Err(CreateAccountError::Store(e)) = &outcome {
@@ -184,7 +193,7 @@ fn run(mut writer: Box<dyn StoreWriter>, registry: &Registry, queue: &Receiver<O
                 }
                 Op::Stop => stopping = true,
             }
-            if stopping || entries.len() >= MAX_BATCH {
+            if stopping || entries.len() >= MAX_BATCH || batch_bytes >= MAX_BATCH_BYTES {
                 break;
             }
             next = queue.try_recv().ok();
