@@ -23,6 +23,7 @@ use common::{Client, LINE_TIMEOUT, Msg, TestServer, ok_say, proc_status, registe
 /// and unseen. (Unpaced, the whole load is stored in a few milliseconds and
 /// a fault can only come after it.)
 const BURST: usize = 16;
+/// See [`BURST`].
 const PACE: Duration = Duration::from_millis(20);
 
 /// What one pipelining sender did until the server went away or it was done.
