@@ -8,6 +8,7 @@
 //! increase in the order every session receives them, and the write rate
 //! grows with the batch instead of being one fsync per message.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -250,6 +251,8 @@ fn deliver(
     let mut batch = MsgBatch::default();
     // (connection, its outbox, its OK SAY lines), in first-seen order.
     let mut replies: Vec<(ConnectionId, &Arc<Outbox>, String)> = Vec::new();
+    // `ID TS` of the current reply, in one buffer reused for the batch.
+    let mut fields = String::new();
     for entry in entries.drain(..) {
         let i = match entry {
             Entry::Presence(line, origin, change) => {
@@ -270,12 +273,10 @@ fn deliver(
                 replies.len() - 1
             }
         };
-        reply::push_ok(
-            &mut replies[position].2,
-            message.tag.as_deref(),
-            Verb::Say,
-            &format!("{id} {ts}"),
-        );
+        fields.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(fields, "{id} {ts}");
+        reply::push_ok(&mut replies[position].2, message.tag.as_deref(), Verb::Say, &fields);
         if fresh {
             batch.push(id, ts, &op.author, &message.body, op.connection);
         }

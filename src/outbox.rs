@@ -257,15 +257,9 @@ impl Outbox {
         }
     }
 
-    /// Queues an event (JOIN, LEAVE). If it would take the queue past its
-    /// limit the session is cut off instead. Returns whether it was queued.
-    pub fn event(self: &Arc<Self>, line: &WireLine) -> bool {
-        self.push_event(Outgoing::Line(Arc::clone(line)))
-    }
-
-    /// Queues the lines of `batch` that are for `to`; like
-    /// [`Outbox::event`], it cuts a slow consumer off. Returns whether the
-    /// batch was queued.
+    /// Queues the lines of `batch` (messages, JOIN, LEAVE) that are for
+    /// `to`. If they would take the queue past its limit the session is cut
+    /// off as a slow consumer instead. Returns whether the batch was queued.
     pub fn batch(self: &Arc<Self>, batch: &Arc<MsgBatch>, to: Recipient) -> bool {
         if batch.bytes_for(to) == 0 {
             return true;

@@ -173,11 +173,6 @@ impl Registry {
         online
     }
 
-    /// How many connections are open.
-    pub fn connection_count(&self) -> usize {
-        self.lock().connections.len()
-    }
-
     /// How many sessions are logged in.
     pub fn session_count(&self) -> usize {
         self.lock().members.len()
