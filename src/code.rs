@@ -121,7 +121,7 @@ impl ErrorCode {
             ErrorCode::NotLoggedIn => "log in first",
             ErrorCode::AlreadyLoggedIn => "you are already logged in",
             ErrorCode::InvalidUsername => "username must be 1 to 32 characters of A-Z a-z 0-9 _ . -",
-            ErrorCode::InvalidPassword => "password must be 8 to 72 bytes without spaces or tabs",
+            ErrorCode::InvalidPassword => "password must be 8 to 72 bytes without whitespace or control characters",
             ErrorCode::InvalidName => "full name must be 1 to 100 characters without control characters",
             ErrorCode::InvalidText => "text must be 1 to 2000 characters without control characters",
             ErrorCode::UserExists => "username already exists",

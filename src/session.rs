@@ -249,7 +249,14 @@ impl Session<'_> {
         Flow::Continue
     }
 
-    fn reply(&self, line: WireLine) {
+    /// Queues a reply produced on this thread. Every reply still owed by
+    /// the journal (the `OK SAY`/`ERR SAY` of messages being stored) is
+    /// queued first: this is the one place a session's own replies enter
+    /// its outbox, so no reply, refusals included, can overtake an earlier
+    /// command's (PROTOCOL.md 1). Accepted SAYs never come through here, so
+    /// pipelined SAYs do not wait for each other.
+    fn reply(&mut self, line: WireLine) {
+        self.await_acks();
         self.outbox.reply(line);
     }
 
@@ -333,7 +340,7 @@ impl Session<'_> {
             Err(_) => None,
         };
         let hash = account.as_ref().map(|a| a.password_hash.as_str());
-        let valid = validate::password(password).is_ok();
+        let valid = validate::could_be_password(password);
         if !shared.hasher.verify(password, hash) || !valid {
             log::info!("connection {} from {}: failed login", self.id, self.peer);
             limits.account_failures.take(&name_key);

@@ -31,17 +31,33 @@ pub fn username(name: &str) -> Result<&str, ErrorCode> {
     if ok { Ok(name) } else { Err(ErrorCode::InvalidUsername) }
 }
 
-/// Checks a password: 8 to 72 bytes of UTF-8 without space or tab.
+/// Checks a password: 8 to 72 bytes of UTF-8 with no whitespace (every
+/// character Unicode calls White_Space: space, TAB, VT, FF, U+00A0, U+3000,
+/// ...) and none of the characters 5.2 refuses in texts.
+///
+/// `char::is_whitespace` is exactly Unicode's White_Space property, so a
+/// password that looks like two words on one screen, or hides a line break,
+/// never becomes an account's secret.
 ///
 /// # Errors
 /// [`ErrorCode::InvalidPassword`] when the rule is broken.
 pub fn password(password: &str) -> Result<&str, ErrorCode> {
-    let ok = (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) && !password.contains([' ', '\t']);
+    let ok = (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len())
+        && !password.chars().any(|c| c.is_whitespace() || is_refused(c));
     if ok {
         Ok(password)
     } else {
         Err(ErrorCode::InvalidPassword)
     }
+}
+
+/// Whether some account may have this password: the rule of the day an
+/// account was made may have been looser than [`password`]'s (before the
+/// White_Space rule only space and TAB were refused), so `LOGIN` checks only
+/// what every rule ever had in common, and accounts made under an older
+/// rule keep working.
+pub fn could_be_password(password: &str) -> bool {
+    (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) && !password.contains([' ', '\t'])
 }
 
 /// Trims and checks a full name: 1 to 100 characters, none refused by 5.2,
@@ -134,6 +150,38 @@ mod tests {
         assert!(password("1234567").is_err());
         assert!(password("1234\t5678").is_err());
         assert!(password("1234 5678").is_err());
+    }
+
+    #[test]
+    fn passwords_refuse_every_unicode_white_space_and_refused_character() {
+        // Unicode's White_Space property, every code point of it.
+        let white_space = [
+            '\u{9}', '\u{a}', '\u{b}', '\u{c}', '\u{d}', '\u{20}', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}',
+            '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}', '\u{2009}',
+            '\u{200a}', '\u{2028}', '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}',
+        ];
+        let refused = ['\u{0}', '\u{1b}', '\u{7f}', '\u{9f}', '\u{202e}', '\u{2066}'];
+        for c in white_space.into_iter().chain(refused) {
+            let candidate = format!("clave{c}1234");
+            assert_eq!(
+                password(&candidate),
+                Err(ErrorCode::InvalidPassword),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        // Not white space, not refused: allowed (zero-width space is not
+        // White_Space in Unicode).
+        assert!(password("clave\u{200b}1234").is_ok());
+        assert!(password("contraseña-ñ").is_ok());
+    }
+
+    #[test]
+    fn passwords_of_older_accounts_can_still_log_in() {
+        assert!(could_be_password("clave\u{a0}1234"));
+        assert!(could_be_password("clave\u{b}1234"));
+        assert!(!could_be_password("clave 1234"));
+        assert!(!could_be_password("corta"));
     }
 
     #[test]

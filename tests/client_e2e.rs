@@ -319,7 +319,7 @@ fn validation_failures_explain_and_return_to_the_menu() {
             ASK_NAME,
             ASK_USER,
             ASK_PASSWORD,
-            "La contraseña debe tener de 8 a 72 bytes y no puede contener espacios ni tabuladores.",
+            PASSWORD_RULE_ES,
             MENU,
             ASK_NAME,
             ASK_USER,
@@ -333,6 +333,39 @@ fn validation_failures_explain_and_return_to_the_menu() {
     );
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(stored_messages(&server).is_empty());
+}
+
+/// What the client says of a password that breaks PROTOCOL.md 5.1.
+const PASSWORD_RULE_ES: &str = "La contraseña debe tener de 8 a 72 bytes y no puede contener espacios en blanco (espacio, tabulador, espacio de no separación...) ni caracteres de control.";
+const PASSWORD_RULE_EN: &str = "The password must be 8 to 72 bytes long and contain no whitespace (space, tab, no-break space...) or control characters.";
+
+#[test]
+fn a_password_with_unicode_white_space_is_refused_with_the_reason_in_both_languages() {
+    let server = TestServer::start();
+    for (lang, rule) in [("es", PASSWORD_RULE_ES), ("en", PASSWORD_RULE_EN)] {
+        for password in [
+            "clave\u{a0}1234",
+            "clave\u{3000}1234",
+            "clave\u{b}1234",
+            "clave\u{c}1234",
+        ] {
+            let (status, out, err) = run_piped(
+                &server.addr.to_string(),
+                &["--lang", lang],
+                &["2", "Ana Ríos", "ana", password],
+            );
+            assert_eq!(
+                out.get(4).map(String::as_str),
+                Some(rule),
+                "{lang} {password:?}: {out:?}"
+            );
+            assert_eq!(status.code(), Some(0), "stderr: {err}");
+        }
+    }
+    // The server says the same to a client that does not check first.
+    let mut raw = server.connect();
+    raw.send("REGISTER ana clave\u{a0}1234 Ana");
+    raw.expect_prefix("ERR REGISTER invalid-password ");
 }
 
 #[test]

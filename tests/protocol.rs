@@ -806,3 +806,108 @@ fn rate_limits_come_after_value_checks_and_are_per_session() {
     // Logging in to an existing account is not a registration.
     guest.login("bea", PASSWORD);
 }
+
+#[test]
+fn pipelined_refusals_never_overtake_replies_still_being_stored() {
+    // Ten messages at once, then five a second: most of the fifty below are
+    // refused while the first ten are still with the journal.
+    let server = TestServer::start_with(&["--msg-rate", "5", "--msg-burst", "10"]);
+    let mut ana = registered(&server, "ana");
+    let mut lines = String::new();
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let (line, code) = match i % 7 {
+            3 => (format!("@r{i} SAY \u{1b}[1mnegrita"), Some("invalid-text")),
+            5 => (format!("@r{i} SAY"), Some("bad-request")),
+            6 => (format!("@r{i} SAY  \t "), Some("invalid-text")),
+            _ => (format!("@r{i} SAY mensaje {i}"), None),
+        };
+        lines.push_str(&line);
+        lines.push('\n');
+        expected.push((format!("@r{i}"), code));
+    }
+    // One write: every command is read before the first commit is done.
+    ana.send_raw(lines.as_bytes());
+    let mut stored = 0;
+    let mut limited = 0;
+    for (tag, code) in &expected {
+        let reply = ana.line();
+        let words: Vec<&str> = reply.splitn(5, ' ').collect();
+        assert_eq!(words[0], tag, "replies out of command order: got {reply:?} for {tag}");
+        assert_eq!(words[2], "SAY", "{reply:?}");
+        match (code, words[1], words[3]) {
+            (Some(code), "ERR", got) => assert_eq!(&got, code, "{reply:?}"),
+            (None, "OK", _) => stored += 1,
+            (None, "ERR", "rate-limited") => limited += 1,
+            _ => panic!("unexpected reply {reply:?} for {tag} (expected {code:?})"),
+        }
+    }
+    assert!(stored >= 10, "the burst of ten was stored ({stored})");
+    assert!(limited > 0, "some were rate-limited");
+    // Nothing else was queued: the next reply is the PING's.
+    ask(&mut ana, "@p PING", "@p OK PING");
+    assert_eq!(ana.history("").len(), stored);
+}
+
+#[test]
+fn a_line_level_refusal_waits_for_the_says_before_it() {
+    let server = TestServer::start();
+    let mut ana = registered(&server, "ana");
+    let mut bytes = Vec::new();
+    for i in 0..20 {
+        bytes.extend_from_slice(format!("@s{i} SAY uno {i}\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\xff\xfe\n");
+    bytes.extend_from_slice(format!("{}\n", "x".repeat(5000)).as_bytes());
+    bytes.extend_from_slice(b"@bad.tag PING\n");
+    bytes.extend_from_slice(b"@u FROB\n");
+    ana.send_raw(&bytes);
+    for i in 0..20 {
+        ana.expect_prefix(&format!("@s{i} OK SAY "));
+    }
+    ana.expect_prefix("ERR - bad-encoding ");
+    ana.expect_prefix("ERR - line-too-long ");
+    ana.expect_prefix("ERR - bad-request ");
+    ana.expect_prefix("@u ERR - bad-request ");
+}
+
+#[test]
+fn passwords_with_any_unicode_white_space_or_refused_character_are_invalid() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    for c_point in [
+        '\u{b}', '\u{c}', '\u{85}', '\u{a0}', '\u{1680}', '\u{2003}', '\u{200a}', '\u{2028}', '\u{202f}', '\u{205f}',
+        '\u{3000}', '\u{1b}', '\u{7f}', '\u{9b}', '\u{202e}', '\u{2067}', '\u{1}',
+    ] {
+        ask(
+            &mut c,
+            &format!("REGISTER pat clave{c_point}1234 Pat"),
+            "ERR REGISTER invalid-password ",
+        );
+    }
+    // Not White_Space: a zero-width space is an ordinary character.
+    c.send("REGISTER pat clave\u{200b}1234 Pat");
+    c.expect("OK REGISTER pat Pat");
+}
+
+#[test]
+fn accounts_made_under_the_older_password_rule_still_log_in() {
+    // An account whose password holds a no-break space, as the rule before
+    // White_Space allowed, written straight into the database.
+    let server = TestServer::start();
+    let db = server.db.clone();
+    let password = "clave\u{a0}1234";
+    let hash = bcrypt::hash(password, 4).expect("bcrypt");
+    let conn = rusqlite::Connection::open(&db).expect("open the test database");
+    conn.execute(
+        "INSERT INTO users (username, full_name, password_hash, created_ms) VALUES ('vieja', 'Cuenta Vieja', ?1, 0)",
+        [hash],
+    )
+    .expect("insert an old account");
+    drop(conn);
+    let mut c = server.connect();
+    c.send(&format!("LOGIN vieja {password}"));
+    c.expect("OK LOGIN vieja Cuenta Vieja");
+    let mut wrong = server.connect();
+    ask(&mut wrong, "LOGIN vieja clave\u{a0}1235", "ERR LOGIN bad-credentials ");
+}

@@ -397,7 +397,7 @@ pub fn code_text(code: ErrorCode, lang: Lang) -> &'static str {
                 "El nombre de usuario debe tener de 1 a 32 caracteres entre letras sin tilde (A-Z, a-z), números, punto, guion y guion bajo."
             }
             ErrorCode::InvalidPassword => {
-                "La contraseña debe tener de 8 a 72 bytes y no puede contener espacios ni tabuladores."
+                "La contraseña debe tener de 8 a 72 bytes y no puede contener espacios en blanco (espacio, tabulador, espacio de no separación...) ni caracteres de control."
             }
             ErrorCode::InvalidName => {
                 "El nombre completo debe tener de 1 a 100 caracteres, sin tabuladores ni caracteres de control."
@@ -422,7 +422,9 @@ pub fn code_text(code: ErrorCode, lang: Lang) -> &'static str {
             ErrorCode::InvalidUsername => {
                 "The username must be 1 to 32 characters of unaccented letters (A-Z, a-z), digits, dot, hyphen and underscore."
             }
-            ErrorCode::InvalidPassword => "The password must be 8 to 72 bytes long and contain no spaces or tabs.",
+            ErrorCode::InvalidPassword => {
+                "The password must be 8 to 72 bytes long and contain no whitespace (space, tab, no-break space...) or control characters."
+            }
             ErrorCode::InvalidName => "The full name must be 1 to 100 characters, with no tabs or control characters.",
             ErrorCode::InvalidText => "A message must be 1 to 2000 characters, with no control characters.",
             ErrorCode::UserExists => "That username already exists. Try a different username.",

@@ -231,7 +231,7 @@ impl<'c> Session<'c> {
         let username = username.trim_matches([' ', '\t']);
         // Values that cannot be valid cannot be right either; saying so is
         // what the server would say (PROTOCOL.md 2), without the round trip.
-        if validate::username(username).is_err() || validate::password(&password).is_err() {
+        if validate::username(username).is_err() || !validate::could_be_password(&password) {
             self.refused(Some(ErrorCode::BadCredentials), "");
             return Ok(Step::Menu);
         }
