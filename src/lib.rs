@@ -4,47 +4,30 @@
 //!
 //! # Layout
 //!
-//! Protocol, pure and without I/O:
-//! - [`frame`]: bytes to lines, with the line limit enforced while reading.
-//! - [`command`]: the verb table and the parsing of a client line.
-//! - [`reply`]: server lines, encoded (server) and parsed (client).
-//! - [`validate`]: the value rules for usernames, passwords, names, texts.
-//! - [`code`]: the error codes and their levels.
+//! Each module may use the ones listed before it, never one listed after
+//! (docs/ARCHITECTURE.md follows a line from the socket to every
+//! recipient):
 //!
-//! Server:
-//! - [`server`]: configuration, accept loop, orderly stop.
-//! - [`session`]: one connection's read loop and command handlers.
-//! - [`outbox`]: a session's bounded outgoing queue and its writer thread.
-//! - [`registry`]: connections, logged-in sessions, presence.
-//! - [`journal`]: the single writer: group commit, acknowledgement, fan-out.
+//! - [`shutdown`]: the stop signal. [`logging`]: log setup.
 //! - [`store`]: storage behind a trait; [`store::sqlite`] is the backend.
-//! - [`auth`]: bcrypt on a bounded pool.
-//! - [`limits`]: token buckets against floods and brute force.
-//! - [`shutdown`]: the stop signal.
-//! - [`logging`]: log setup, with errors optionally copied to a file.
-//!
-//! Client:
+//! - [`config`]: the operator's settings, plain data.
+//! - [`core`]: the chat without sockets or wire bytes: the command table and
+//!   its functions, sessions, registry, journal (group commit), feed,
+//!   fan-out, outboxes, and the codec and transport seams.
+//! - [`proto`]: the wire, pure: framing, and charla's line protocol as a
+//!   codec (server) and a parser (clients).
+//! - [`net`]: the accept loop, one thread per connection, TCP.
 //! - [`client`]: the terminal client behind the `charla` binary.
-//!
-//! Measuring:
 //! - [`bench`]: the load scenarios behind `charla-bench`.
 
 #![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod bench;
 pub mod client;
-pub mod code;
-pub mod command;
-pub mod frame;
-pub mod journal;
-pub mod limits;
+pub mod config;
+pub mod core;
 pub mod logging;
-pub mod outbox;
-pub mod registry;
-pub mod reply;
-pub mod server;
-pub mod session;
+pub mod net;
+pub mod proto;
 pub mod shutdown;
 pub mod store;
-pub mod validate;

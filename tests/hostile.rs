@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use charla::validate;
+use charla::core::validate;
 use common::{Client, LINE_TIMEOUT, Msg, TestServer, ok_say, proc_status, registered, wait_for_log};
 
 /// The server's default line limit (PROTOCOL.md 1).

@@ -1,7 +1,8 @@
 //! Property tests of the pure protocol code, against the library's public
-//! API: framing ([`charla::frame`]), command parsing ([`charla::command`]),
-//! server lines ([`charla::reply`]) and the display filter
-//! ([`charla::validate::for_display`]).
+//! API: framing ([`charla::proto::frame`]), command parsing
+//! ([`charla::proto::charla::parse_head`] and the command table of
+//! [`charla::core::commands`]), server lines ([`charla::proto::charla`]) and
+//! the display filter ([`charla::core::validate::for_display`]).
 //!
 //! Runs are deterministic: every property starts from a fixed seed, so CI
 //! and a developer see the same cases. To explore further, give a seed and
@@ -20,11 +21,16 @@ use std::io::{self, Read};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
-use charla::code::ErrorCode;
-use charla::command::{self, Command, DEFAULT_HISTORY, MAX_HISTORY, Verb};
-use charla::frame::{Frame, LineReader, MIN_MAX_LINE};
-use charla::reply::{self, ChatMessage, ServerLine};
-use charla::validate;
+use std::sync::Arc;
+
+use charla::core::code::ErrorCode;
+use charla::core::codec::Codec;
+use charla::core::commands::{self, COMMANDS, DEFAULT_HISTORY, MAX_HISTORY};
+use charla::core::event::{Event, Message};
+use charla::core::reply::{Answer, Reply, ReplyTo};
+use charla::core::validate;
+use charla::proto::charla::{self as wire, CharlaCodec, ChatMessage, ServerLine};
+use charla::proto::frame::{Frame, LineReader, MIN_MAX_LINE};
 
 /// The configuration of every property: proptest's defaults (and its
 /// `PROPTEST_*` variables), with a fixed seed unless `PROPTEST_RNG_SEED`
@@ -207,15 +213,70 @@ proptest! {
 
 // ---------------------------------------------------------------- parsing
 
+/// A command with its arguments read as the server reads them before it
+/// looks at their values.
+#[derive(Debug, PartialEq, Eq)]
+enum Command<'a> {
+    Register {
+        username: &'a str,
+        password: &'a str,
+        full_name: &'a str,
+    },
+    Login {
+        username: &'a str,
+        password: &'a str,
+    },
+    Say {
+        text: &'a str,
+    },
+    History {
+        limit: u32,
+        before: Option<i64>,
+    },
+    Who,
+    Ping {
+        token: Option<&'a str>,
+    },
+    Quit,
+}
+
 /// A parsed line: its tag and command, or its tag (when well formed) and
 /// the error code it is answered with.
 type Parsed<'a> = Result<(Option<&'a str>, Command<'a>), (Option<&'a str>, ErrorCode)>;
 
-/// Parses a line the way the session does.
+/// Parses a line the way the server does: its head, the command table's
+/// row and shape, then each argument's syntax.
 fn parse(line: &str) -> Parsed<'_> {
-    let head = command::parse_head(line).map_err(|bad| (bad.tag, ErrorCode::BadRequest))?;
+    let head = wire::parse_head(line).map_err(|bad| (bad.tag, ErrorCode::BadRequest))?;
     let tag = head.tag;
-    command::parse_args(&head).map(|c| (tag, c)).map_err(|code| (tag, code))
+    let bad = |code| (tag, code);
+    let row = commands::find(head.name).ok_or(bad(ErrorCode::BadRequest))?;
+    let args = row.shape.split(head.rest).map_err(bad)?;
+    let word = |i| args.word(i).expect("the shape guarantees the word");
+    let command = match row.name {
+        "REGISTER" => Command::Register {
+            username: word(0),
+            password: word(1),
+            full_name: args.text(),
+        },
+        "LOGIN" => Command::Login {
+            username: word(0),
+            password: word(1),
+        },
+        "SAY" => Command::Say { text: args.text() },
+        "HISTORY" => {
+            let (limit, before) = commands::history_args(&args).map_err(bad)?;
+            Command::History { limit, before }
+        }
+        "WHO" => Command::Who,
+        "PING" => match args.word(0) {
+            Some(token) if !validate::is_token(token) => return Err(bad(ErrorCode::BadRequest)),
+            token => Command::Ping { token },
+        },
+        "QUIT" => Command::Quit,
+        other => panic!("a command this test does not know: {other}"),
+    };
+    Ok((tag, command))
 }
 
 /// Lines that look like commands often enough to get past the head.
@@ -465,16 +526,44 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
     prop::sample::select(ErrorCode::ALL.to_vec())
 }
 
-fn verb() -> impl Strategy<Value = Verb> {
-    prop::sample::select(vec![
-        Verb::Register,
-        Verb::Login,
-        Verb::Say,
-        Verb::History,
-        Verb::Who,
-        Verb::Ping,
-        Verb::Quit,
-    ])
+fn verb() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(COMMANDS.iter().map(|c| c.name).collect::<Vec<_>>())
+}
+
+/// A reply to `to`, encoded as charla sends it.
+fn encoded_reply(to: &ReplyTo, reply: &Reply) -> Vec<u8> {
+    let mut out = Vec::new();
+    CharlaCodec.reply(to, reply, &mut out);
+    out
+}
+
+/// An event, encoded as charla sends it.
+fn encoded_event(event: &Event) -> Vec<u8> {
+    let mut out = Vec::new();
+    CharlaCodec.event(event, &mut out);
+    out
+}
+
+/// A one-line success reply and the fields a client reads back from it.
+fn one_line_answer() -> impl Strategy<Value = (Answer, String)> {
+    prop_oneof![
+        Just((Answer::Done, String::new())),
+        prop::option::of(token()).prop_map(|token| {
+            let fields = token.clone().unwrap_or_default();
+            (Answer::Pong(token), fields)
+        }),
+        (1..=i64::MAX, 0..=i64::MAX).prop_map(|(id, ts)| (Answer::Stored { id, ts }, format!("{id} {ts}"))),
+        (username(), free_text(100, false)).prop_map(|(user, name)| {
+            let fields = format!("{user} {name}");
+            (
+                Answer::Account {
+                    username: Arc::from(user.as_str()),
+                    full_name: name,
+                },
+                fields,
+            )
+        }),
+    ]
 }
 
 /// Parses an encoded line after checking its framing: one `\n`, at the
@@ -497,25 +586,22 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn ok_lines_parse_back(tag in prop::option::of(token()), verb in verb(), fields in prop_oneof![Just(String::new()), free_text(60, false)]) {
-        let wire = reply::ok(tag.as_deref(), verb, &fields);
-        let mut pushed = String::new();
-        reply::push_ok(&mut pushed, tag.as_deref(), verb, &fields);
-        prop_assert_eq!(&wire[..], pushed.as_bytes());
+    fn ok_lines_parse_back(tag in prop::option::of(token()), verb in verb(), (answer, fields) in one_line_answer()) {
+        let wire = encoded_reply(&ReplyTo::new(tag.as_deref(), Some(verb)), &Reply::Ok(answer));
         prop_assert_eq!(
             parse_wire(&wire, false)?,
-            ServerLine::Ok { tag, verb: verb.name().to_string(), fields }
+            ServerLine::Ok { tag, verb: verb.to_string(), fields }
         );
     }
 
     #[test]
     fn err_lines_parse_back(tag in prop::option::of(token()), verb in prop::option::of(verb()), code in error_code()) {
-        let wire = reply::err(tag.as_deref(), verb, code);
+        let wire = encoded_reply(&ReplyTo::new(tag.as_deref(), verb), &Reply::Err(code));
         prop_assert_eq!(
             parse_wire(&wire, false)?,
             ServerLine::Err {
                 tag,
-                verb: verb.map_or("-", Verb::name).to_string(),
+                verb: verb.unwrap_or("-").to_string(),
                 code: Some(code),
                 text: code.default_text().to_string(),
             }
@@ -524,25 +610,27 @@ proptest! {
 
     #[test]
     fn events_parse_back(user in username(), node in token(), code in error_code()) {
-        prop_assert_eq!(parse_wire(&reply::join(&user), false)?, ServerLine::Join(user.clone()));
-        prop_assert_eq!(parse_wire(&reply::leave(&user), false)?, ServerLine::Leave(user));
+        let name: Arc<str> = Arc::from(user.as_str());
+        prop_assert_eq!(parse_wire(&encoded_event(&Event::Online(Arc::clone(&name))), false)?, ServerLine::Join(user.clone()));
+        prop_assert_eq!(parse_wire(&encoded_event(&Event::Offline(name)), false)?, ServerLine::Leave(user));
         prop_assert_eq!(
-            parse_wire(&reply::hello(&node), false)?,
-            ServerLine::Hello { version: reply::PROTOCOL_VERSION.to_string(), node }
+            parse_wire(&wire::hello(&node), false)?,
+            ServerLine::Hello { version: wire::PROTOCOL_VERSION.to_string(), node }
         );
         prop_assert_eq!(
-            parse_wire(&reply::bye(code), false)?,
+            parse_wire(&encoded_event(&Event::Bye(code)), false)?,
             ServerLine::Bye { code: Some(code), text: code.default_text().to_string() }
         );
     }
 
     #[test]
     fn msg_lines_parse_back(id in 1..=i64::MAX, ts in 0..=i64::MAX, user in username(), text in free_text(300, true)) {
-        let wire = reply::msg(id, ts, &user, &text);
-        let mut pushed = String::new();
-        reply::push_msg(&mut pushed, id, ts, &user, &text);
-        prop_assert_eq!(&wire[..], pushed.as_bytes());
-        prop_assert_eq!(parse_wire(&wire, true)?, ServerLine::Msg(ChatMessage { id, ts, user, text }));
+        let message = Message { id, ts, author: Arc::from(user.as_str()), text: Arc::from(text.as_str()) };
+        let wire = encoded_event(&Event::Message(Arc::new(message.clone())));
+        prop_assert_eq!(parse_wire(&wire, true)?, ServerLine::Msg(ChatMessage { id, ts, user: user.clone(), text: text.clone() }));
+        // A HISTORY body line is the same line.
+        let history = encoded_reply(&ReplyTo::new(None, Some("HISTORY")), &Reply::Ok(Answer::Messages(vec![message])));
+        prop_assert!(history.starts_with(&wire));
     }
 
     /// Whatever a server sends, the client's display filter leaves no

@@ -1,8 +1,9 @@
 //! Bytes from a peer, as the server and the client meet them: framed by
-//! `charla::frame::LineReader` (read in pieces of fuzzer-chosen sizes, with
-//! a fuzzer-chosen line limit), then each line parsed as a client command
-//! (`parse_head` + `parse_args`, what the server does) and as a server line
-//! (`ServerLine::parse`, what the client does), and filtered for display.
+//! `charla::proto::frame::LineReader` (read in pieces of fuzzer-chosen
+//! sizes, with a fuzzer-chosen line limit), then each line parsed as a
+//! client command (`parse_head`, the command table's shape and the argument
+//! syntax, what the server does) and as a server line (`ServerLine::parse`,
+//! what the client does), and filtered for display.
 //!
 //! Input layout: byte 0 picks the line limit, bytes 1..=8 the read sizes,
 //! the rest is the byte stream. Besides "no panic", the target asserts the
@@ -12,10 +13,10 @@
 
 use std::io::{self, Read};
 
-use charla::command::{self, Command, MAX_HISTORY};
-use charla::frame::{self, Frame, LineReader, MIN_MAX_LINE};
-use charla::reply::ServerLine;
-use charla::validate;
+use charla::core::commands::{self, MAX_HISTORY};
+use charla::core::validate;
+use charla::proto::charla::{self as wire, ServerLine};
+use charla::proto::frame::{self, Frame, LineReader, MIN_MAX_LINE};
 use libfuzzer_sys::fuzz_target;
 
 /// Hands out `data` in pieces whose sizes cycle through `sizes` (1 to 256
@@ -85,29 +86,33 @@ fn check_line(line: &[u8]) {
     }
     let Ok(text) = std::str::from_utf8(line) else { return };
     // As the server reads it.
-    match command::parse_head(text) {
+    match wire::parse_head(text) {
         Ok(head) => {
             assert!(head.tag.is_none_or(validate::is_token));
-            match command::parse_args(&head) {
-                Ok(Command::History { limit, before }) => {
-                    assert!((1..=MAX_HISTORY).contains(&limit));
-                    assert!(before.is_none_or(|id| id >= 1));
-                }
-                Ok(Command::Ping { token }) => assert!(token.is_none_or(validate::is_token)),
-                Ok(Command::Login { username, password }) => {
-                    assert!(!username.is_empty() && !password.is_empty());
-                }
-                Ok(Command::Say { text }) => {
-                    if let Ok(stored) = validate::text(text) {
-                        assert!(!stored.chars().any(validate::is_refused));
+            assert!(head.name.bytes().all(|b| b.is_ascii_alphabetic()));
+            if let Some(row) = commands::find(head.name)
+                && let Ok(args) = row.shape.split(head.rest)
+            {
+                assert!(args.words().iter().all(|w| !w.is_empty() && !w.contains(' ')));
+                match row.name {
+                    "HISTORY" => {
+                        if let Ok((limit, before)) = commands::history_args(&args) {
+                            assert!((1..=MAX_HISTORY).contains(&limit));
+                            assert!(before.is_none_or(|id| id >= 1));
+                        }
                     }
-                }
-                Ok(Command::Register { full_name, .. }) => {
-                    if let Ok(stored) = validate::full_name(full_name) {
-                        assert!(!stored.chars().any(|c| c == '\t' || validate::is_refused(c)));
+                    "SAY" => {
+                        if let Ok(stored) = validate::text(args.text()) {
+                            assert!(!stored.chars().any(validate::is_refused));
+                        }
                     }
+                    "REGISTER" => {
+                        if let Ok(stored) = validate::full_name(args.text()) {
+                            assert!(!stored.chars().any(|c| c == '\t' || validate::is_refused(c)));
+                        }
+                    }
+                    _ => {}
                 }
-                Ok(Command::Who | Command::Quit) | Err(_) => {}
             }
         }
         Err(bad) => assert!(bad.tag.is_none_or(validate::is_token)),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::BenchError;
-use crate::frame::{Frame, LineReader};
+use crate::proto::frame::{Frame, LineReader};
 
 /// The channel IRC clients of the bench join.
 pub const IRC_CHANNEL: &str = "#bench";

@@ -97,7 +97,7 @@ struct LoginArgs {
     #[arg(long, default_value_t = 8)]
     parallel: usize,
     /// The server's bcrypt cost (to compare with what the cores can hash).
-    #[arg(long, default_value_t = charla::auth::DEFAULT_COST)]
+    #[arg(long, default_value_t = charla::config::DEFAULT_BCRYPT_COST)]
     cost: u32,
 }
 

@@ -10,7 +10,8 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use charla::server::{Config, LimitsConfig, Server};
+use charla::config::{Config, LimitsConfig};
+use charla::net::server::Server;
 use charla::shutdown::Shutdown;
 use charla::store::sqlite::SyncMode;
 
@@ -29,13 +30,13 @@ struct Args {
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_clients: u64,
     /// Longest line in bytes, counting the newline.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(charla::frame::MIN_MAX_LINE as u64..=1 << 20))]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(charla::proto::frame::MIN_MAX_LINE as u64..=1 << 20))]
     max_line: u64,
     /// Seconds a connection has to log in or register.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     login_timeout: u64,
     /// bcrypt cost for new password hashes (4 to 31; each step doubles the work).
-    #[arg(long, default_value_t = charla::auth::DEFAULT_COST, value_parser = clap::value_parser!(u32).range(4..=31))]
+    #[arg(long, default_value_t = charla::config::DEFAULT_BCRYPT_COST, value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
     /// SQLite synchronous level. `normal` (WAL, fsync at checkpoints): every
     /// acknowledged message survives a crash or kill -9 of the server, as the
@@ -95,7 +96,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if !charla::validate::is_token(&args.node) {
+    if !charla::core::validate::is_token(&args.node) {
         eprintln!("charla-server: --node must be 1 to 64 characters of A-Z a-z 0-9 _ -");
         return ExitCode::FAILURE;
     }

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::ClientError;
-use crate::frame::{Frame, LineReader};
-use crate::reply::{PROTOCOL_VERSION, ServerLine};
+use crate::proto::charla::{PROTOCOL_VERSION, ServerLine};
+use crate::proto::frame::{Frame, LineReader};
 
 /// The longest server line the client accepts, newline included. The
 /// server's lines are far shorter (4 KiB by default); anything longer is
@@ -234,7 +234,7 @@ mod tests {
     fn a_full_server_says_bye_instead_of_hello() {
         let addr = fake_server(b"BYE server-full too many connections\n");
         match Connection::open(&addr) {
-            Err(ClientError::Closed { code, .. }) => assert_eq!(code, Some(crate::code::ErrorCode::ServerFull)),
+            Err(ClientError::Closed { code, .. }) => assert_eq!(code, Some(crate::core::code::ErrorCode::ServerFull)),
             other => panic!("{:?}", other.err()),
         }
     }

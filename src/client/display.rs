@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeZone};
 
-use crate::reply::ChatMessage;
-use crate::validate;
+use crate::core::validate;
+use crate::proto::charla::ChatMessage;
 
 /// How many message ids [`SeenIds`] remembers; older ones are forgotten, so
 /// a long session does not grow without bound.

@@ -8,9 +8,9 @@
 //!
 //! This module formats strings and nothing else: it does no I/O, and values
 //! that came from the network must already have gone through
-//! [`crate::validate::for_display`] before they are put into a [`Text`].
+//! [`crate::core::validate::for_display`] before they are put into a [`Text`].
 
-use crate::code::{ErrorCode, ErrorLevel};
+use crate::core::code::{ErrorCode, ErrorLevel};
 
 /// The language of everything the client prints (`--lang`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -17,7 +17,7 @@
 //! Three threads: the reader thread only reads the socket, the input thread
 //! only reads the keyboard, and the main thread waits on both (and on
 //! signals), owns all state and does all printing. Nothing from the network
-//! is printed without [`crate::validate::for_display`].
+//! is printed without [`crate::core::validate::for_display`].
 //!
 //! Errors are told at the level they happened (PROTOCOL.md 6): connection
 //! (refused, lost, no reply), server (`BYE`, `internal`, a broken protocol)
@@ -28,7 +28,7 @@ use std::io;
 
 use thiserror::Error;
 
-use crate::code::ErrorCode;
+use crate::core::code::ErrorCode;
 
 pub mod connection;
 pub mod console;
@@ -193,7 +193,7 @@ impl ClientError {
             ClientError::Lost { addr, .. } => Text::ConnectionLost { addr },
             ClientError::NoReply { addr, secs, .. } => Text::NoReply { addr, secs: *secs },
             ClientError::Closed { addr, code, text, .. } => {
-                server_text = crate::validate::for_display(text);
+                server_text = crate::core::validate::for_display(text);
                 Text::ServerClosed {
                     addr,
                     code: *code,
@@ -202,7 +202,7 @@ impl ClientError {
             }
             ClientError::Protocol { addr, .. } => Text::ProtocolViolation { addr },
             ClientError::Version { addr, version } => {
-                server_text = crate::validate::for_display(version);
+                server_text = crate::core::validate::for_display(version);
                 Text::UnsupportedVersion {
                     addr,
                     version: &server_text,

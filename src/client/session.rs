@@ -21,9 +21,9 @@ use super::console::{Ask, Console, Input};
 use super::display::{self, SeenIds};
 use super::i18n::{Lang, Text};
 use super::typed::{DEFAULT_HISTORY, Typed};
-use crate::code::ErrorCode;
-use crate::reply::{ChatMessage, ServerLine};
-use crate::validate;
+use crate::core::code::ErrorCode;
+use crate::core::validate;
+use crate::proto::charla::{ChatMessage, ServerLine};
 
 /// How long a command may wait for its reply before the server counts as
 /// gone. Generous: bcrypt on a busy server takes a while.

@@ -9,7 +9,7 @@
 pub const DEFAULT_HISTORY: u32 = 20;
 
 /// The most `/historial N` may ask for (the server's limit, PROTOCOL.md 4).
-pub const MAX_HISTORY: u32 = crate::command::MAX_HISTORY;
+pub const MAX_HISTORY: u32 = crate::core::commands::MAX_HISTORY;
 
 /// One typed line, understood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,22 +1,29 @@
-//! A session's outgoing side: a bounded queue, written directly when it can
-//! be and by a writer thread of the session's own when it cannot.
+//! A session's outgoing side: its codec, a bounded queue, and sends over
+//! its transport, direct when they can be and by a writer thread of the
+//! session's own when they cannot.
 //!
-//! Every line a session receives (its replies, other people's messages,
-//! JOIN/LEAVE, BYE) is pushed here by whichever thread produced it. Pushing
-//! never blocks, so no thread ever waits on another session's socket
-//! (PROTOCOL.md 5.4):
+//! Every reply and event a session receives (its replies, other people's
+//! messages, presence, BYE) is pushed here by whichever thread produced it,
+//! as a type; the outbox's [`Codec`] turns replies into bytes, and the
+//! fan-out hands in batches of events already encoded once per flavor.
+//! Pushing never blocks, so no thread ever waits on another session's
+//! connection (PROTOCOL.md 5.4):
 //!
 //! - when nothing is queued, the pushing thread sends the bytes at once
 //!   with a non-blocking send (no thread wake-up, no context switch: the
 //!   cheapest path, and the common one for a client that reads);
-//! - whatever the socket does not take is queued, and the session's writer
-//!   thread is started to write it with blocking writes, coalescing
+//! - whatever the transport does not take is queued, and the session's
+//!   writer thread is started to write it with blocking sends, coalescing
 //!   everything queued into one vectored write; it ends after a quiet
 //!   second, so an idle session costs no writer thread at all;
 //! - events that would take the queued bytes past the limit cut the session
 //!   off as a slow consumer (`BYE slow-consumer`, best effort) instead;
 //! - replies are always queued, and the session's own thread stops reading
-//!   commands while the queue is over the limit ([`Outbox::wait_for_room`]).
+//!   commands while the queue is over the limit ([`Outbox::wait_for_room`]);
+//! - events are held back until the session's login reply is queued
+//!   ([`Outbox::open_events`]): a session is added to the registry (so it
+//!   misses no message committed after its login) before that reply exists,
+//!   and whatever reaches it meanwhile waits here, behind the reply.
 //!
 //! Order is kept because a direct send happens only under the outbox's lock
 //! while nothing is queued and no writer is running; otherwise the bytes go
@@ -25,32 +32,29 @@
 //! the other way round).
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::SockRef;
+use super::code::ErrorCode;
+use super::codec::Codec;
+use super::event::Event;
+use super::feed::ConnectionId;
+use super::reply::{Reply, ReplyTo};
+use super::transport::Transport;
 
-use crate::code::ErrorCode;
-use crate::reply::{self, WireLine};
-
-/// Default bound of pending output per session (PROTOCOL.md 5.4).
-pub const DEFAULT_LIMIT: usize = 1 << 20;
-/// How long a blocked write waits before the writer rechecks whether the
-/// session was cut off or is closing.
-const WRITE_POLL: Duration = Duration::from_millis(250);
 /// How long a closing session's remaining output may take to drain to a
 /// peer that does not read, before the connection is dropped anyway.
 const LINGER: Duration = Duration::from_secs(5);
 /// How long a writer thread waits for more work before it ends.
 const WRITER_IDLE: Duration = Duration::from_secs(1);
+/// How long the session's reader waits before it rechecks for room.
+const ROOM_POLL: Duration = Duration::from_millis(250);
 /// Stack of a writer thread: it only moves bytes and logs.
 const WRITER_STACK: usize = 64 * 1024;
-/// Send without blocking, and without SIGPIPE on a closed peer.
-const SEND_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
 /// Still delivering everything.
 const OPEN: u8 = 0;
@@ -70,36 +74,29 @@ pub struct Recipient {
     pub since: u64,
 }
 
-/// The lines of one journal batch (`MSG`, `JOIN`, `LEAVE`), encoded once
-/// and shared by every recipient: a room of N sessions costs one push per
-/// session per batch, not one per line.
+/// The events of one committed batch, encoded once for one flavor and
+/// shared by every recipient of that flavor: a room of N sessions costs one
+/// push per session per batch, not one per line.
 #[derive(Default)]
-pub struct MsgBatch {
-    /// The lines, back to back.
+pub struct EncodedBatch {
+    /// The encoded entries, back to back.
     bytes: Vec<u8>,
-    /// For each line: where it ends in `bytes`, the connection that caused
+    /// For each entry: where it ends in `bytes`, the connection that caused
     /// it, and the change number from which recipients see it (0 for
     /// messages, which every session receives).
     lines: Vec<(usize, u64, u64)>,
-    /// The distinct connections that caused lines, usually few.
+    /// The distinct connections that caused entries, usually few.
     authors: Vec<u64>,
-    /// The lowest change number of any presence line, if there is one.
+    /// The lowest change number of any presence entry, if there is one.
     oldest_change: Option<u64>,
 }
 
-impl MsgBatch {
-    /// Appends `MSG ID TS USER TEXT` sent by connection `author`.
-    pub fn push(&mut self, id: i64, ts: i64, user: &str, text: &str, author: u64) {
-        let mut line = String::with_capacity(32 + user.len() + text.len());
-        reply::push_msg(&mut line, id, ts, user, text);
-        self.push_line(line.as_bytes(), author, 0);
-    }
-
-    /// Appends an encoded event line caused by connection `origin`; only
-    /// sessions logged in before registry change `change` receive it (0:
-    /// every session).
-    pub fn push_line(&mut self, line: &[u8], origin: u64, change: u64) {
-        self.bytes.extend_from_slice(line);
+impl EncodedBatch {
+    /// Appends one entry caused by connection `origin`, written by `encode`;
+    /// only sessions logged in before registry change `change` receive it
+    /// (0: every session but `origin`).
+    pub fn append(&mut self, origin: u64, change: u64, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.bytes);
         self.lines.push((self.bytes.len(), origin, change));
         if change != 0 {
             self.oldest_change = Some(self.oldest_change.map_or(change, |oldest| oldest.min(change)));
@@ -109,9 +106,9 @@ impl MsgBatch {
         }
     }
 
-    /// Whether the batch holds no line.
+    /// Whether the batch holds no bytes.
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
+        self.bytes.is_empty()
     }
 
     /// Whether `to` receives every line (the common case, one slice).
@@ -132,7 +129,7 @@ impl MsgBatch {
         let mut start = 0;
         let mut total = 0;
         for &(end, origin, change) in &self.lines {
-            if MsgBatch::is_for(to, origin, change) {
+            if EncodedBatch::is_for(to, origin, change) {
                 total += end - start;
             }
             start = end;
@@ -149,7 +146,7 @@ impl MsgBatch {
         }
         let (mut run_start, mut start) = (0, 0);
         for &(end, origin, change) in &self.lines {
-            if !MsgBatch::is_for(to, origin, change) {
+            if !EncodedBatch::is_for(to, origin, change) {
                 if run_start < start {
                     out.push(IoSlice::new(&self.bytes[run_start..start]));
                 }
@@ -165,17 +162,17 @@ impl MsgBatch {
 
 /// One item of a session's queue.
 enum Outgoing {
-    /// A line for this session alone, or shared (JOIN, LEAVE, BYE).
-    Line(WireLine),
+    /// Bytes for this session alone (its replies, its BYE).
+    Bytes(Vec<u8>),
     /// A batch, without the lines that are not for this session.
-    Batch(Arc<MsgBatch>, Recipient),
+    Batch(Arc<EncodedBatch>, Recipient),
 }
 
 impl Outgoing {
     /// Bytes this item puts on the wire.
     fn len(&self) -> usize {
         match self {
-            Outgoing::Line(line) => line.len(),
+            Outgoing::Bytes(bytes) => bytes.len(),
             Outgoing::Batch(batch, to) => batch.bytes_for(*to),
         }
     }
@@ -183,7 +180,7 @@ impl Outgoing {
     /// Appends the item's slices to `out`.
     fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>) {
         match self {
-            Outgoing::Line(line) => out.push(IoSlice::new(line)),
+            Outgoing::Bytes(bytes) => out.push(IoSlice::new(bytes)),
             Outgoing::Batch(batch, to) => batch.slices_for(*to, out),
         }
     }
@@ -194,9 +191,14 @@ impl Outgoing {
 struct Queue {
     /// Items not yet fully written, oldest first.
     items: VecDeque<Outgoing>,
+    /// Events that arrived before [`Outbox::open_events`], in order.
+    held: Vec<Outgoing>,
+    /// Events may go out: the login reply is queued.
+    events_open: bool,
     /// Bytes of the first item already written.
     written: usize,
-    /// Bytes queued and not yet written (the slow-consumer measure).
+    /// Bytes queued or held and not yet written (the slow-consumer
+    /// measure).
     pending: usize,
     /// A writer thread is running; while it is, nobody else writes.
     writer: bool,
@@ -221,62 +223,104 @@ pub struct Outbox {
     state: AtomicU8,
     /// The slow-consumer bound on queued bytes.
     limit: usize,
-    /// The connection.
-    socket: Arc<TcpStream>,
+    /// The wire protocol this connection speaks.
+    codec: Arc<dyn Codec>,
+    /// The connection's byte stream.
+    transport: Arc<dyn Transport>,
     /// The connection id, for logs and the writer's thread name.
-    id: u64,
+    id: ConnectionId,
 }
 
 impl Outbox {
-    /// Creates the outbox of connection `id` over `socket`.
-    ///
-    /// # Errors
-    /// When the socket's write timeout cannot be set.
-    pub fn new(socket: Arc<TcpStream>, limit: usize, id: u64) -> io::Result<Arc<Outbox>> {
-        socket.set_write_timeout(Some(WRITE_POLL))?;
-        Ok(Arc::new(Outbox {
+    /// The outbox of connection `id`, encoding with `codec` and writing to
+    /// `transport`, cutting the session off past `limit` queued bytes.
+    pub fn new(transport: Arc<dyn Transport>, codec: Arc<dyn Codec>, limit: usize, id: ConnectionId) -> Arc<Outbox> {
+        Arc::new(Outbox {
             queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
             state: AtomicU8::new(OPEN),
             limit,
-            socket,
+            codec,
+            transport,
             id,
-        }))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a reply to this session's own command. Never refused for size:
-    /// the reader stops reading instead (see [`Outbox::wait_for_room`]).
-    pub fn reply(self: &Arc<Self>, line: WireLine) {
-        if self.state.load(Ordering::Acquire) != CUT {
-            let mut queue = self.lock();
-            self.push(&mut queue, Outgoing::Line(line));
-        }
+    /// The codec this connection speaks, for the fan-out's encoding.
+    pub fn codec(&self) -> &Arc<dyn Codec> {
+        &self.codec
     }
 
-    /// Queues the lines of `batch` (messages, JOIN, LEAVE) that are for
-    /// `to`. If they would take the queue past its limit the session is cut
-    /// off as a slow consumer instead. Returns whether the batch was queued.
-    pub fn batch(self: &Arc<Self>, batch: &Arc<MsgBatch>, to: Recipient) -> bool {
+    /// Queues the reply to command `to`. Never refused for size: the reader
+    /// stops reading instead (see [`Outbox::wait_for_room`]).
+    pub fn reply(self: &Arc<Self>, to: &ReplyTo, reply: &Reply) {
+        let mut bytes = Vec::with_capacity(64);
+        self.codec.reply(to, reply, &mut bytes);
+        self.raw_reply(bytes);
+    }
+
+    /// Queues several replies as one write (the journal acknowledges a
+    /// session's messages of one batch together).
+    pub fn replies<'a>(self: &Arc<Self>, replies: impl IntoIterator<Item = (&'a ReplyTo, &'a Reply)>) {
+        let mut bytes = Vec::with_capacity(64);
+        for (to, reply) in replies {
+            self.codec.reply(to, reply, &mut bytes);
+        }
+        self.raw_reply(bytes);
+    }
+
+    /// Queues bytes a front end encoded itself, as a reply.
+    pub fn raw_reply(self: &Arc<Self>, bytes: Vec<u8>) {
+        if bytes.is_empty() || self.state.load(Ordering::Acquire) == CUT {
+            return;
+        }
+        let mut queue = self.lock();
+        self.push(&mut queue, Outgoing::Bytes(bytes));
+    }
+
+    /// Queues the lines of `batch` that are for `to`. If they would take the
+    /// queue past its limit the session is cut off as a slow consumer
+    /// instead. Returns whether the batch was queued.
+    pub fn batch(self: &Arc<Self>, batch: &Arc<EncodedBatch>, to: Recipient) -> bool {
         if batch.bytes_for(to) == 0 {
             return true;
         }
-        self.push_event(Outgoing::Batch(Arc::clone(batch), to))
-    }
-
-    fn push_event(self: &Arc<Self>, item: Outgoing) -> bool {
         if self.state.load(Ordering::Acquire) != OPEN {
             return false;
         }
+        let item = Outgoing::Batch(Arc::clone(batch), to);
         let mut queue = self.lock();
         if queue.pending + item.len() > self.limit {
             self.cut_off(&mut queue);
             return false;
         }
+        if !queue.events_open {
+            queue.pending += item.len();
+            queue.held.push(item);
+            return true;
+        }
         self.push(&mut queue, item)
+    }
+
+    /// Lets events out, after everything already queued (the login reply).
+    /// Events held until now follow in the order they came.
+    pub fn open_events(self: &Arc<Self>) {
+        let mut queue = self.lock();
+        if queue.events_open {
+            return;
+        }
+        queue.events_open = true;
+        let held = std::mem::take(&mut queue.held);
+        for item in held {
+            queue.pending -= item.len();
+            if !self.push(&mut queue, item) {
+                break;
+            }
+        }
     }
 
     /// Sends `item` at once if nothing is ahead of it, else queues it and
@@ -290,7 +334,7 @@ impl Outbox {
             let mut slices = Vec::with_capacity(4);
             item.slices(&mut slices);
             let total = item.len();
-            match SockRef::from(&*self.socket).send_vectored_with_flags(&slices, SEND_FLAGS) {
+            match self.transport.send_now(&slices) {
                 Ok(n) if n >= total => return true,
                 Ok(n) => {
                     if n > 0 {
@@ -338,18 +382,24 @@ impl Outbox {
     }
 
     /// Queues `BYE code` and stops queuing events; replies already due may
-    /// still follow. The socket's read side is shut so the session's reader
-    /// reads no further commands.
+    /// still follow. The transport's read side is shut so the session's
+    /// reader reads no further commands.
     pub fn bye(self: &Arc<Self>, code: ErrorCode) {
         if self
             .state
             .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            let mut bytes = Vec::new();
+            self.codec.event(&Event::Bye(code), &mut bytes);
             let mut queue = self.lock();
-            self.push(&mut queue, Outgoing::Line(reply::bye(code)));
+            // Events held for a login reply that never came are dropped
+            // with the rest of the events.
+            let held: usize = queue.held.drain(..).map(|item| item.len()).sum();
+            queue.pending -= held;
+            self.push(&mut queue, Outgoing::Bytes(bytes));
             drop(queue);
-            let _ = self.socket.shutdown(Shutdown::Read);
+            self.transport.shutdown(Shutdown::Read);
         }
     }
 
@@ -361,7 +411,7 @@ impl Outbox {
         queue.finishing = true;
         if !queue.writer && !queue.closed {
             queue.closed = true;
-            let _ = self.socket.shutdown(Shutdown::Write);
+            self.transport.shutdown(Shutdown::Write);
         }
         self.changed.notify_all();
         while !queue.closed {
@@ -395,7 +445,7 @@ impl Outbox {
         while queue.pending > self.limit && !queue.closed && !self.is_closing() {
             queue = self
                 .changed
-                .wait_timeout(queue, WRITE_POLL)
+                .wait_timeout(queue, ROOM_POLL)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -409,11 +459,12 @@ impl Outbox {
         }
         log::warn!("connection {}: cut off as a slow consumer", self.id);
         queue.items.clear();
+        queue.held.clear();
         queue.written = 0;
         queue.pending = 0;
-        let _ = self.socket.shutdown(Shutdown::Read);
+        self.transport.shutdown(Shutdown::Read);
         if queue.writer {
-            // The writer notices within WRITE_POLL and says BYE.
+            // The writer notices within its send timeout and says BYE.
             self.changed.notify_all();
         } else {
             self.say_bye_and_close(queue);
@@ -424,8 +475,9 @@ impl Outbox {
     /// part), then the connection is closed.
     fn say_bye_and_close(&self, queue: &mut Queue) {
         if !queue.mid_line {
-            let bye = reply::bye(ErrorCode::SlowConsumer);
-            let _ = SockRef::from(&*self.socket).send_with_flags(&bye, SEND_FLAGS);
+            let mut bye = Vec::new();
+            self.codec.event(&Event::Bye(ErrorCode::SlowConsumer), &mut bye);
+            let _ = self.transport.send_now(&[IoSlice::new(&bye)]);
         }
         self.close_now(queue);
     }
@@ -434,8 +486,9 @@ impl Outbox {
     fn close_now(&self, queue: &mut Queue) {
         queue.closed = true;
         queue.items.clear();
+        queue.held.clear();
         queue.pending = 0;
-        let _ = self.socket.shutdown(Shutdown::Both);
+        self.transport.shutdown(Shutdown::Both);
         self.changed.notify_all();
     }
 
@@ -452,7 +505,7 @@ impl Outbox {
             if queue.items.is_empty() {
                 if queue.finishing {
                     queue.closed = true;
-                    let _ = self.socket.shutdown(Shutdown::Write);
+                    self.transport.shutdown(Shutdown::Write);
                     break;
                 }
                 let (next, idle) = self
@@ -496,7 +549,7 @@ impl Outbox {
     }
 
     /// Writes every item (the first one from byte `skip` on), retrying
-    /// through write timeouts until the session is cut off or has been
+    /// through send timeouts until the session is cut off or has been
     /// closing (or `finishing`) for longer than [`LINGER`]. Keeps
     /// `mid_line` telling whether what was written so far ends inside a
     /// line.
@@ -509,7 +562,7 @@ impl Outbox {
         IoSlice::advance_slices(&mut rest, skip);
         let mut closing_since: Option<Instant> = None;
         while !rest.is_empty() {
-            match (&*self.socket).write_vectored(rest) {
+            match self.transport.send(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     *mid_line = !ends_line(rest, n);
@@ -545,65 +598,4 @@ fn ends_line(slices: &[IoSlice<'_>], n: usize) -> bool {
         last -= slice.len();
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn received(batch: &MsgBatch, connection: u64, since: u64) -> String {
-        let to = Recipient { connection, since };
-        let mut slices = Vec::new();
-        batch.slices_for(to, &mut slices);
-        let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
-        assert_eq!(bytes.len(), batch.bytes_for(to));
-        String::from_utf8(bytes).unwrap()
-    }
-
-    #[test]
-    fn ends_line_tells_whether_a_send_stopped_between_lines() {
-        let slices = [IoSlice::new(b"MSG 1\nMS"), IoSlice::new(b"G 2\n")];
-        assert!(ends_line(&slices, 6));
-        assert!(!ends_line(&slices, 7));
-        assert!(!ends_line(&slices, 9));
-        assert!(ends_line(&slices, 12));
-    }
-
-    #[test]
-    fn a_batch_leaves_out_only_the_recipients_own_lines() {
-        let mut batch = MsgBatch::default();
-        batch.push(1, 10, "ana", "a", 7);
-        batch.push(2, 10, "juan", "b", 8);
-        batch.push(3, 10, "ana", "c", 7);
-        batch.push(4, 10, "ana", "d", 9);
-        assert_eq!(
-            received(&batch, 1, 5),
-            "MSG 1 10 ana a\nMSG 2 10 juan b\nMSG 3 10 ana c\nMSG 4 10 ana d\n"
-        );
-        assert_eq!(received(&batch, 7, 5), "MSG 2 10 juan b\nMSG 4 10 ana d\n");
-        assert_eq!(
-            received(&batch, 8, 5),
-            "MSG 1 10 ana a\nMSG 3 10 ana c\nMSG 4 10 ana d\n"
-        );
-        assert_eq!(
-            received(&batch, 9, 5),
-            "MSG 1 10 ana a\nMSG 2 10 juan b\nMSG 3 10 ana c\n"
-        );
-    }
-
-    #[test]
-    fn presence_lines_reach_only_sessions_logged_in_before_the_change() {
-        let mut batch = MsgBatch::default();
-        batch.push_line(b"JOIN x\n", 3, 10);
-        batch.push(1, 10, "ana", "a", 7);
-        batch.push_line(b"LEAVE x\n", 3, 12);
-        // Logged in before both changes: everything.
-        assert_eq!(received(&batch, 1, 9), "JOIN x\nMSG 1 10 ana a\nLEAVE x\n");
-        // Logged in between them: only the LEAVE.
-        assert_eq!(received(&batch, 2, 11), "MSG 1 10 ana a\nLEAVE x\n");
-        // Logged in after both: neither, but every message.
-        assert_eq!(received(&batch, 4, 12), "MSG 1 10 ana a\n");
-        // The session that caused them: neither.
-        assert_eq!(received(&batch, 3, 9), "MSG 1 10 ana a\n");
-    }
 }

@@ -3,9 +3,14 @@
 //! Every `ERR` and `BYE` the server sends names one of these codes, and the
 //! client translates them for people. This module owns the mapping between
 //! codes, their wire spelling, their default English text and the level
-//! (client, server or database) a person is told about. It does no I/O.
+//! (client, server or database) a person is told about, and the one mapping
+//! from every internal error (storage, hashing) to the code a client is
+//! given for it. It does no I/O.
 
 use std::fmt;
+
+use super::auth::AuthError;
+use crate::store::{CreateAccountError, StoreError};
 
 /// A stable error word of the wire protocol.
 ///
@@ -159,6 +164,30 @@ impl ErrorCode {
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Any storage failure: nothing was stored, and the client is told so.
+impl From<&StoreError> for ErrorCode {
+    fn from(_: &StoreError) -> ErrorCode {
+        ErrorCode::DbError
+    }
+}
+
+/// A taken name is the client's to fix; anything else is storage.
+impl From<&CreateAccountError> for ErrorCode {
+    fn from(error: &CreateAccountError) -> ErrorCode {
+        match error {
+            CreateAccountError::UserExists => ErrorCode::UserExists,
+            CreateAccountError::Store(e) => ErrorCode::from(e),
+        }
+    }
+}
+
+/// Hashing never fails for a client's reason: the server is at fault.
+impl From<&AuthError> for ErrorCode {
+    fn from(_: &AuthError) -> ErrorCode {
+        ErrorCode::Internal
     }
 }
 

@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::LimitsConfig;
+
 /// Where limiters read the time.
 pub trait Clock: Send + Sync {
     /// The current instant.
@@ -170,18 +172,66 @@ pub fn is_loopback(addr: IpAddr) -> bool {
     }
 }
 
+/// The shared limiters, built from [`LimitsConfig`].
+pub struct Limits {
+    /// The settings.
+    pub config: LimitsConfig,
+    /// Per-session message rate (each session keeps its own bucket).
+    pub msg_rate: Rate,
+    /// Failed logins by lower-cased account name.
+    pub account_failures: KeyedLimiter<String>,
+    /// Failed logins by source address.
+    pub address_failures: KeyedLimiter<IpAddr>,
+    /// Registrations by source address.
+    pub registrations: KeyedLimiter<IpAddr>,
+    /// The clock every limiter reads.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Limits {
+    /// Builds the limiters over `clock`.
+    pub fn new(config: LimitsConfig, clock: Arc<dyn Clock>) -> Limits {
+        let msg_rate = Rate {
+            burst: f64::from(config.msg_burst),
+            per_second: config.msg_rate.max(0.0),
+        };
+        Limits {
+            msg_rate,
+            account_failures: KeyedLimiter::new(
+                Rate::per(config.login_failures_per_account, Duration::from_secs(60)),
+                Arc::clone(&clock),
+            ),
+            address_failures: KeyedLimiter::new(
+                Rate::per(config.login_failures_per_address, Duration::from_secs(15 * 60)),
+                Arc::clone(&clock),
+            ),
+            registrations: KeyedLimiter::new(
+                Rate::per(config.registrations_per_address, Duration::from_secs(3600)),
+                Arc::clone(&clock),
+            ),
+            clock,
+            config,
+        }
+    }
+
+    /// Whether per-address limits apply to `addr`.
+    pub fn applies_to(&self, addr: IpAddr) -> bool {
+        self.config.limit_loopback || !is_loopback(addr)
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A clock moved by hand.
-    struct ManualClock(Mutex<Instant>);
+    pub(crate) struct ManualClock(Mutex<Instant>);
 
     impl ManualClock {
-        fn new() -> Arc<ManualClock> {
+        pub(crate) fn new() -> Arc<ManualClock> {
             Arc::new(ManualClock(Mutex::new(Instant::now())))
         }
-        fn advance(&self, by: Duration) {
+        pub(crate) fn advance(&self, by: Duration) {
             *self.0.lock().unwrap() += by;
         }
     }

@@ -12,10 +12,7 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use thiserror::Error;
 
-use crate::validate::MAX_PASSWORD;
-
-/// The cost used when none is given: bcrypt's own default.
-pub const DEFAULT_COST: u32 = 10;
+use super::validate::MAX_PASSWORD;
 
 /// Failures of the hashing pool.
 #[derive(Debug, Error)]

@@ -5,7 +5,7 @@
 //! and the client (which checks before sending, and strips anything
 //! dangerous before printing, as a second line of defence).
 
-use crate::code::ErrorCode;
+use super::code::ErrorCode;
 
 /// Longest username, in characters (all ASCII).
 pub const MAX_USERNAME: usize = 32;

@@ -1,0 +1,608 @@
+//! The command table, and one function per command.
+//!
+//! Everything about a command is in its row of [`COMMANDS`]: its name (and
+//! other spellings), the session state it needs, the shape of its
+//! arguments, whether it may run while earlier replies are still owed, and
+//! the function that runs it. Adding a command is one row and one function.
+//!
+//! [`execute`] runs a command in the order of checks of PROTOCOL.md 2: the
+//! name (an unknown one is `bad-request` with verb `-`), the session state
+//! (`not-logged-in`, `already-logged-in`), the argument shape
+//! (`bad-request`), then the command's function, which checks the syntax
+//! of each argument, then their values (`invalid-*`), then the rate limits,
+//! then does the work. Functions answer with a [`Reply`], never bytes; a
+//! front end (charla's line protocol, IRC) decides how they look.
+
+use std::sync::Arc;
+
+use super::code::ErrorCode;
+use super::journal::SayOp;
+use super::registry::Login;
+use super::reply::{Answer, Reply, ReplyTo};
+use super::session::Session;
+use super::validate;
+use crate::store::{Account, NewAccount, NewMessage};
+
+/// Largest `N` of `HISTORY N`.
+pub const MAX_HISTORY: u32 = 1000;
+/// `N` of a bare `HISTORY`.
+pub const DEFAULT_HISTORY: u32 = 50;
+/// Most fixed words any command takes.
+const MAX_WORDS: usize = 4;
+
+/// In which session state a command may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Only before login (`already-logged-in` after).
+    LoggedOut,
+    /// Only after login (`not-logged-in` before).
+    LoggedIn,
+    /// In every state.
+    Any,
+}
+
+/// How a command's arguments are laid out after its name: words separated
+/// by exactly one space, each non-empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Between `min` and `max` words.
+    Words {
+        /// Fewest words.
+        min: usize,
+        /// Most words.
+        max: usize,
+    },
+    /// Exactly `words` words, then free text to the end of the line (which
+    /// must be present, and may be empty or hold any spaces).
+    Text {
+        /// Words before the text.
+        words: usize,
+    },
+    /// Anything, ignored (`QUIT adiós`).
+    Ignored,
+}
+
+/// A command's arguments, split by its [`Shape`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Args<'a> {
+    /// The words, in order.
+    words: [&'a str; MAX_WORDS],
+    /// How many of `words` are there.
+    count: usize,
+    /// The free text, for [`Shape::Text`].
+    text: Option<&'a str>,
+}
+
+impl<'a> Args<'a> {
+    /// The `i`-th word, if there is one.
+    pub fn word(&self, i: usize) -> Option<&'a str> {
+        self.words[..self.count].get(i).copied()
+    }
+
+    /// All the words.
+    pub fn words(&self) -> &[&'a str] {
+        &self.words[..self.count]
+    }
+
+    /// The free text of a [`Shape::Text`] command.
+    pub fn text(&self) -> &'a str {
+        self.text.unwrap_or("")
+    }
+}
+
+impl Shape {
+    /// Splits `rest` (everything after the single space that follows the
+    /// name; `None` when the name ends the line) by this shape.
+    ///
+    /// # Errors
+    /// `bad-request` for too few or too many words, an empty word (two
+    /// spaces in a row, a trailing space), or missing free text.
+    pub fn split(self, rest: Option<&str>) -> Result<Args<'_>, ErrorCode> {
+        const BAD: ErrorCode = ErrorCode::BadRequest;
+        let mut args = Args::default();
+        match self {
+            Shape::Ignored => {}
+            Shape::Words { min, max } => {
+                if let Some(rest) = rest {
+                    for word in rest.split(' ') {
+                        if word.is_empty() || args.count == max.min(MAX_WORDS) {
+                            return Err(BAD);
+                        }
+                        args.words[args.count] = word;
+                        args.count += 1;
+                    }
+                }
+                if args.count < min {
+                    return Err(BAD);
+                }
+            }
+            Shape::Text { words } => {
+                let mut rest = rest.ok_or(BAD)?;
+                for _ in 0..words.min(MAX_WORDS) {
+                    let (word, after) = rest.split_once(' ').ok_or(BAD)?;
+                    if word.is_empty() {
+                        return Err(BAD);
+                    }
+                    args.words[args.count] = word;
+                    args.count += 1;
+                    rest = after;
+                }
+                args.text = Some(rest);
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// What a command that did not fail leads to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It succeeded: its reply, now.
+    Done(Answer),
+    /// The journal will queue its reply once the message is stored.
+    Deferred,
+    /// `QUIT`: reply, then close the connection.
+    Quit,
+}
+
+/// What a command function returns: its outcome, or the error code of the
+/// first check that failed (nothing was changed).
+pub type Ran = Result<Outcome, ErrorCode>;
+
+/// One row of the command table.
+pub struct Command {
+    /// The canonical name, used in replies (compared ignoring ASCII case).
+    pub name: &'static str,
+    /// Other spellings that mean the same command.
+    pub also: &'static [&'static str],
+    /// The session state it needs.
+    pub state: State,
+    /// Its arguments.
+    pub shape: Shape,
+    /// Whether it may run while earlier replies are still owed by the
+    /// journal. Only for commands whose own reply is owed too (messages):
+    /// every other command first waits, so it sees their effect.
+    pub pipelined: bool,
+    /// The function that runs it.
+    pub run: for<'s, 'c> fn(&mut Session<'c>, &ReplyTo, &Args<'s>) -> Ran,
+}
+
+/// The command table (PROTOCOL.md 4).
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "REGISTER",
+        also: &[],
+        state: State::LoggedOut,
+        shape: Shape::Text { words: 2 },
+        pipelined: false,
+        run: register,
+    },
+    Command {
+        name: "LOGIN",
+        also: &[],
+        state: State::LoggedOut,
+        shape: Shape::Words { min: 2, max: 2 },
+        pipelined: false,
+        run: login,
+    },
+    Command {
+        name: "SAY",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Text { words: 0 },
+        pipelined: true,
+        run: say,
+    },
+    Command {
+        name: "HISTORY",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 0, max: 2 },
+        pipelined: false,
+        run: history,
+    },
+    Command {
+        name: "WHO",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 0, max: 0 },
+        pipelined: false,
+        run: who,
+    },
+    Command {
+        name: "PING",
+        also: &[],
+        state: State::Any,
+        shape: Shape::Words { min: 0, max: 1 },
+        pipelined: false,
+        run: ping,
+    },
+    Command {
+        name: "QUIT",
+        also: &["SALIR"],
+        state: State::Any,
+        shape: Shape::Ignored,
+        pipelined: false,
+        run: quit,
+    },
+];
+
+/// Finds a command by any of its spellings, ignoring ASCII case.
+pub fn find(name: &str) -> Option<&'static Command> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name) || c.also.iter().any(|a| a.eq_ignore_ascii_case(name)))
+}
+
+/// What the connection does after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next line.
+    Continue,
+    /// The client asked to leave: close after the reply.
+    Quit,
+}
+
+/// Runs command `name` with `tag` and its unsplit arguments `rest` on
+/// `session`, and queues its reply (now, or when the journal has stored
+/// its message).
+pub fn execute(session: &mut Session<'_>, tag: Option<&str>, name: &str, rest: Option<&str>) -> Flow {
+    let Some(command) = find(name) else {
+        session.emit(&ReplyTo::new(tag, None), &Reply::Err(ErrorCode::BadRequest));
+        return Flow::Continue;
+    };
+    let to = ReplyTo::new(tag, Some(command.name));
+    let state_error = match (command.state, session.is_logged_in()) {
+        (State::LoggedOut, true) => Some(ErrorCode::AlreadyLoggedIn),
+        (State::LoggedIn, false) => Some(ErrorCode::NotLoggedIn),
+        _ => None,
+    };
+    let args = match state_error.map_or_else(|| command.shape.split(rest), Err) {
+        Ok(args) => args,
+        Err(code) => {
+            session.emit(&to, &Reply::Err(code));
+            return Flow::Continue;
+        }
+    };
+    if !command.pipelined {
+        session.settle();
+    }
+    match (command.run)(session, &to, &args) {
+        Ok(Outcome::Done(answer)) => session.emit(&to, &Reply::Ok(answer)),
+        Ok(Outcome::Deferred) => session.owe(),
+        Ok(Outcome::Quit) => {
+            session.emit(&to, &Reply::Ok(Answer::Done));
+            return Flow::Quit;
+        }
+        Err(code) => session.emit(&to, &Reply::Err(code)),
+    }
+    Flow::Continue
+}
+
+/// Answers a line that never became a command (too long, not UTF-8, a
+/// malformed tag): `code` with no verb, after every earlier reply.
+pub fn refuse_line(session: &mut Session<'_>, tag: Option<&str>, code: ErrorCode) {
+    session.emit(&ReplyTo::new(tag, None), &Reply::Err(code));
+}
+
+/// `REGISTER USER PASSWORD FULL NAME`: validate, refuse a taken name before
+/// spending bcrypt on it, hash on the pool, create through the journal,
+/// log in.
+fn register(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let (username, password) = (args.word(0).unwrap_or(""), args.word(1).unwrap_or(""));
+    let username = validate::username(username)?;
+    let password = validate::password(password)?;
+    let full_name = validate::full_name(args.text())?;
+    let core = session.core;
+    if let Some(addr) = session.limited_address
+        && !core.limits.registrations.allows(&addr)
+    {
+        log::warn!(
+            "connection {} from {}: registrations rate-limited",
+            session.id,
+            session.peer
+        );
+        return Err(ErrorCode::RateLimited);
+    }
+    let existing = core
+        .store
+        .find_account(username)
+        .map_err(|e| session.failed("registration", &e))?;
+    if existing.is_some() {
+        return Err(ErrorCode::UserExists);
+    }
+    let password_hash = core.hasher.hash(password).map_err(|e| {
+        log::error!("connection {}: hashing failed: {e}", session.id);
+        ErrorCode::from(&e)
+    })?;
+    let new = NewAccount {
+        username: username.to_string(),
+        full_name: full_name.to_string(),
+        password_hash,
+    };
+    let account = core.journal.register(new).map_err(|e| {
+        if let crate::store::CreateAccountError::Store(e) = &e {
+            log::error!("connection {}: registration failed in storage: {e}", session.id);
+        }
+        ErrorCode::from(&e)
+    })?;
+    if let Some(addr) = session.limited_address {
+        core.limits.registrations.take(&addr);
+    }
+    log::info!(
+        "connection {} from {}: registered {}",
+        session.id,
+        session.peer,
+        account.username
+    );
+    Ok(Outcome::Done(enter(session, account)))
+}
+
+/// `LOGIN USER PASSWORD`: any failure is `bad-credentials`, after the same
+/// bcrypt work whether or not the account exists.
+fn login(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let (username, password) = (args.word(0).unwrap_or(""), args.word(1).unwrap_or(""));
+    let core = session.core;
+    // Throttles come before any work: a brute force gets its refusal
+    // without costing a bcrypt run. Names are counted whether or not
+    // the account exists, so the throttle does not tell which exist.
+    let name_key = throttle_key(username);
+    let limits = &core.limits;
+    let throttled = !limits.account_failures.allows(&name_key)
+        || session
+            .limited_address
+            .is_some_and(|addr| !limits.address_failures.allows(&addr));
+    if throttled {
+        log::warn!("connection {} from {}: login rate-limited", session.id, session.peer);
+        return Err(ErrorCode::RateLimited);
+    }
+    let account = match validate::username(username) {
+        Ok(name) => core.store.find_account(name).map_err(|e| session.failed("login", &e))?,
+        Err(_) => None,
+    };
+    let hash = account.as_ref().map(|a| a.password_hash.as_str());
+    let plausible = validate::could_be_password(password);
+    if !core.hasher.verify(password, hash) || !plausible {
+        log::info!("connection {} from {}: failed login", session.id, session.peer);
+        limits.account_failures.take(&name_key);
+        if let Some(addr) = session.limited_address {
+            limits.address_failures.take(&addr);
+        }
+        return Err(ErrorCode::BadCredentials);
+    }
+    let Some(account) = account else {
+        return Err(ErrorCode::BadCredentials);
+    };
+    log::info!(
+        "connection {} from {}: {} logged in",
+        session.id,
+        session.peer,
+        account.username
+    );
+    Ok(Outcome::Done(enter(session, account)))
+}
+
+/// Logs `session` in as `account` and says so.
+fn enter(session: &mut Session<'_>, account: Account) -> Answer {
+    let login = Login {
+        account_id: account.id,
+        username: Arc::from(account.username),
+        full_name: account.full_name,
+    };
+    session.enter(&login);
+    Answer::Account {
+        username: login.username,
+        full_name: login.full_name,
+    }
+}
+
+/// `SAY TEXT`: validated here, stored and acknowledged by the journal.
+fn say(session: &mut Session<'_>, to: &ReplyTo, args: &Args<'_>) -> Ran {
+    let text = validate::text(args.text())?;
+    let limits = &session.core.limits;
+    if limits.msg_rate.is_enabled() && !session.messages.try_take(limits.msg_rate, limits.clock.now()) {
+        return Err(ErrorCode::RateLimited);
+    }
+    let me = session.me.as_ref().ok_or(ErrorCode::NotLoggedIn)?;
+    let op = SayOp {
+        message: NewMessage {
+            user_id: me.account_id,
+            body: text.to_string(),
+            tag: to.tag.as_deref().map(str::to_string),
+        },
+        author: Arc::clone(&me.username),
+        connection: session.id,
+        reply_to: to.clone(),
+        outbox: Arc::clone(&session.outbox),
+        done: session.ack_sender.clone(),
+    };
+    if session.core.journal.say(op) {
+        Ok(Outcome::Deferred)
+    } else {
+        Err(ErrorCode::DbError)
+    }
+}
+
+/// The numbers of `HISTORY [N [BEFORE]]`: how many, and below which id.
+///
+/// # Errors
+/// `bad-request` for anything but decimal digits with a value of 1 to
+/// [`MAX_HISTORY`], and a positive id.
+pub fn history_args(args: &Args<'_>) -> Result<(u32, Option<i64>), ErrorCode> {
+    match args.words() {
+        [] => Ok((DEFAULT_HISTORY, None)),
+        [n] => Ok((history_limit(n)?, None)),
+        [n, before] => Ok((history_limit(n)?, Some(message_id(before)?))),
+        _ => Err(ErrorCode::BadRequest),
+    }
+}
+
+/// `HISTORY [N [BEFORE]]`: the latest messages, oldest first.
+fn history(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let (limit, before) = history_args(args)?;
+    let stored = session
+        .core
+        .store
+        .history(limit, before)
+        .map_err(|e| session.failed("history", &e))?;
+    let messages = stored
+        .into_iter()
+        .map(|m| super::event::Message {
+            id: m.id,
+            ts: m.ts,
+            author: Arc::from(m.username),
+            text: Arc::from(m.body),
+        })
+        .collect();
+    Ok(Outcome::Done(Answer::Messages(messages)))
+}
+
+/// `WHO`: the accounts online.
+fn who(session: &mut Session<'_>, _: &ReplyTo, _: &Args<'_>) -> Ran {
+    Ok(Outcome::Done(Answer::People(session.core.registry.who())))
+}
+
+/// `PING [TOKEN]`.
+fn ping(_: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    match args.word(0) {
+        None => Ok(Outcome::Done(Answer::Pong(None))),
+        Some(token) if validate::is_token(token) => Ok(Outcome::Done(Answer::Pong(Some(token.to_string())))),
+        Some(_) => Err(ErrorCode::BadRequest),
+    }
+}
+
+/// `QUIT` / `SALIR`.
+fn quit(_: &mut Session<'_>, _: &ReplyTo, _: &Args<'_>) -> Ran {
+    Ok(Outcome::Quit)
+}
+
+/// Decimal digits with a value of 1 to [`MAX_HISTORY`].
+fn history_limit(word: &str) -> Result<u32, ErrorCode> {
+    match digits(word)? {
+        n @ 1..=1000 => Ok(n as u32),
+        _ => Err(ErrorCode::BadRequest),
+    }
+}
+
+/// A positive message id in decimal digits.
+fn message_id(word: &str) -> Result<i64, ErrorCode> {
+    match digits(word)? {
+        n @ 1.. => i64::try_from(n).map_err(|_| ErrorCode::BadRequest),
+        _ => Err(ErrorCode::BadRequest),
+    }
+}
+
+/// Plain decimal digits (no sign, no spaces) that fit a `u64`.
+pub fn digits(word: &str) -> Result<u64, ErrorCode> {
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ErrorCode::BadRequest);
+    }
+    word.parse().map_err(|_| ErrorCode::BadRequest)
+}
+
+/// The key a login name is throttled under: lower case (LOGIN ignores case)
+/// and cut to a bounded length, so any string a client sends maps to a
+/// small key.
+fn throttle_key(username: &str) -> String {
+    username
+        .chars()
+        .take(validate::MAX_USERNAME + 1)
+        .collect::<String>()
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(name: &str, rest: Option<&str>) -> Result<Vec<String>, ErrorCode> {
+        let command = find(name).expect("a known command");
+        let args = command.shape.split(rest)?;
+        let mut out: Vec<String> = args.words().iter().map(|w| w.to_string()).collect();
+        if let Some(text) = args.text {
+            out.push(format!("text:{text}"));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn names_are_found_in_any_case_and_by_every_spelling() {
+        assert_eq!(find("say").map(|c| c.name), Some("SAY"));
+        assert_eq!(find("Salir").map(|c| c.name), Some("QUIT"));
+        assert!(find("FROB").is_none());
+        assert!(find("").is_none());
+    }
+
+    #[test]
+    fn register_takes_two_words_and_free_text() {
+        assert_eq!(
+            split("REGISTER", Some("ana s3cret-pass Ana María Ríos")),
+            Ok(vec!["ana".into(), "s3cret-pass".into(), "text:Ana María Ríos".into()])
+        );
+        assert_eq!(split("REGISTER", Some("ana pass")), Err(ErrorCode::BadRequest));
+        assert_eq!(split("REGISTER", Some("ana  pass Ana")), Err(ErrorCode::BadRequest));
+        assert_eq!(split("REGISTER", None), Err(ErrorCode::BadRequest));
+        assert_eq!(
+            split("REGISTER", Some("ana pass ")),
+            Ok(vec!["ana".into(), "pass".into(), "text:".into()])
+        );
+    }
+
+    #[test]
+    fn login_takes_exactly_two() {
+        assert!(split("LOGIN", Some("ana x")).is_ok());
+        for bad in [None, Some("ana"), Some("ana x y"), Some("ana  x"), Some("ana x ")] {
+            assert_eq!(split("LOGIN", bad), Err(ErrorCode::BadRequest), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn say_needs_its_text_but_not_a_nonempty_one() {
+        assert_eq!(split("SAY", None), Err(ErrorCode::BadRequest));
+        assert_eq!(split("SAY", Some("")), Ok(vec!["text:".into()]));
+        assert_eq!(split("SAY", Some(" two")), Ok(vec!["text: two".into()]));
+    }
+
+    #[test]
+    fn history_numbers() {
+        let args = |rest| history_args(&find("HISTORY").unwrap().shape.split(rest)?);
+        assert_eq!(args(None), Ok((50, None)));
+        assert_eq!(args(Some("007 12")), Ok((7, Some(12))));
+        assert_eq!(args(Some("1000")), Ok((1000, None)));
+        for bad in [
+            "0",
+            "1001",
+            "-1",
+            "+5",
+            "5 0",
+            "x",
+            "5 6 7",
+            "99999999999999999999999",
+            "",
+        ] {
+            assert_eq!(args(Some(bad)), Err(ErrorCode::BadRequest), "{bad}");
+        }
+    }
+
+    #[test]
+    fn who_ping_and_quit_shapes() {
+        assert!(split("WHO", None).is_ok());
+        assert_eq!(split("WHO", Some("x")), Err(ErrorCode::BadRequest));
+        assert!(split("PING", Some("abc-1")).is_ok());
+        assert_eq!(split("PING", Some("a b")), Err(ErrorCode::BadRequest));
+        assert_eq!(split("QUIT", Some("adiós a todos")), Ok(vec![]));
+    }
+
+    #[test]
+    fn the_table_names_each_command_once() {
+        let mut names: Vec<&str> = COMMANDS
+            .iter()
+            .flat_map(|c| std::iter::once(c.name).chain(c.also.iter().copied()))
+            .collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all);
+        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_uppercase())));
+    }
+}

@@ -1,0 +1,226 @@
+//! Who is connected and who is logged in: the one `Mutex`-guarded map that
+//! fan-out, presence (JOIN/LEAVE, WHO) and shutdown read.
+//!
+//! The lock is held only to change the maps, to take snapshots, and to
+//! report presence changes to the [`PresenceSink`] (a non-blocking queue
+//! push): never across a socket write, a database call or bcrypt. Fan-out
+//! takes a shared snapshot of the members ([`Registry::members`]) and
+//! pushes outside the lock. Presence changes are reported under the lock,
+//! which keeps each account's JOIN and LEAVE in the order of the logins and
+//! logouts that caused them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::code::ErrorCode;
+use super::event::Event;
+use super::feed::{ConnectionId, PresenceChange, PresenceSink};
+use super::outbox::{Outbox, Recipient};
+use super::reply::Person;
+
+/// A logged-in session, as fan-out sees it.
+#[derive(Clone)]
+pub struct Member {
+    /// The connection, and when it logged in: a batch leaves out what it
+    /// sent itself and presence changes from before its login.
+    pub recipient: Recipient,
+    /// Where its lines go.
+    pub outbox: Arc<Outbox>,
+}
+
+/// The account a session logs in as, as the registry needs it.
+#[derive(Clone, Debug)]
+pub struct Login {
+    /// Account id: sessions of one account share presence.
+    pub account_id: i64,
+    /// Username as registered.
+    pub username: Arc<str>,
+    /// Full name, for WHO.
+    pub full_name: String,
+}
+
+/// An account that is online, for WHO and for JOIN/LEAVE on the first and
+/// last session.
+struct Presence {
+    /// Username as registered.
+    username: Arc<str>,
+    /// Full name.
+    full_name: String,
+    /// How many sessions of the account are logged in.
+    sessions: usize,
+}
+
+/// A logged-in session, behind the lock.
+struct Session {
+    /// Its account.
+    account_id: i64,
+    /// The change number of its login.
+    since: u64,
+    /// Where its lines go.
+    outbox: Arc<Outbox>,
+}
+
+/// The maps behind the lock.
+#[derive(Default)]
+struct Inner {
+    /// Every open connection, logged in or not, for shutdown's BYE.
+    connections: HashMap<ConnectionId, Arc<Outbox>>,
+    /// Logged-in sessions.
+    sessions: HashMap<ConnectionId, Session>,
+    /// Counts logins and logouts; orders presence changes against logins.
+    changes: u64,
+    /// Online accounts by account id.
+    presence: HashMap<i64, Presence>,
+    /// The members as a shared list, rebuilt on the first fan-out after a
+    /// login or logout.
+    snapshot: Option<Arc<[Member]>>,
+}
+
+/// The server's registry of connections and sessions.
+pub struct Registry {
+    /// Lock order: taken before an outbox's own lock, never after it; no
+    /// other lock is held together with it.
+    inner: Mutex<Inner>,
+    /// Where JOIN and LEAVE go to be delivered in order with messages.
+    presence: Arc<dyn PresenceSink>,
+}
+
+impl Registry {
+    /// A registry with nobody in it, reporting presence to `presence`.
+    pub fn new(presence: Arc<dyn PresenceSink>) -> Registry {
+        Registry {
+            inner: Mutex::default(),
+            presence,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave the maps half-updated in a way that
+        // matters more than stopping the server would, so keep serving.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a new connection (not yet logged in).
+    pub fn connect(&self, id: ConnectionId, outbox: Arc<Outbox>) {
+        self.lock().connections.insert(id, outbox);
+    }
+
+    /// Forgets a connection; call [`Registry::log_out`] first if it was
+    /// logged in.
+    pub fn disconnect(&self, id: ConnectionId) {
+        self.lock().connections.remove(&id);
+    }
+
+    /// Logs a session in: from now on it receives every batch (its outbox
+    /// holds them until its login reply is queued), and `JOIN` goes to
+    /// every other session if this is the account's first.
+    pub fn log_in(&self, id: ConnectionId, login: &Login, outbox: &Arc<Outbox>) {
+        let mut inner = self.lock();
+        inner.changes += 1;
+        let change = inner.changes;
+        inner.sessions.insert(
+            id,
+            Session {
+                account_id: login.account_id,
+                since: change,
+                outbox: Arc::clone(outbox),
+            },
+        );
+        inner.snapshot = None;
+        let presence = inner.presence.entry(login.account_id).or_insert_with(|| Presence {
+            username: Arc::clone(&login.username),
+            full_name: login.full_name.clone(),
+            sessions: 0,
+        });
+        presence.sessions += 1;
+        if presence.sessions == 1 {
+            let event = Event::Online(Arc::clone(&login.username));
+            let sessions = inner.sessions.len();
+            self.presence.presence(PresenceChange {
+                event,
+                origin: id,
+                change,
+                sessions,
+            });
+        }
+    }
+
+    /// Logs a session out; sends `LEAVE` to every other session if it was
+    /// the account's last.
+    pub fn log_out(&self, id: ConnectionId) {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.remove(&id) else {
+            return;
+        };
+        inner.snapshot = None;
+        inner.changes += 1;
+        let change = inner.changes;
+        let last = match inner.presence.get_mut(&session.account_id) {
+            Some(presence) => {
+                presence.sessions -= 1;
+                presence.sessions == 0
+            }
+            None => false,
+        };
+        if last && let Some(gone) = inner.presence.remove(&session.account_id) {
+            let sessions = inner.sessions.len();
+            self.presence.presence(PresenceChange {
+                event: Event::Offline(gone.username),
+                origin: id,
+                change,
+                sessions,
+            });
+        }
+    }
+
+    /// The logged-in sessions, shared and cheap to take per batch.
+    pub fn members(&self) -> Arc<[Member]> {
+        let mut inner = self.lock();
+        if let Some(snapshot) = &inner.snapshot {
+            return Arc::clone(snapshot);
+        }
+        let members: Arc<[Member]> = inner
+            .sessions
+            .iter()
+            .map(|(&connection, session)| Member {
+                recipient: Recipient {
+                    connection,
+                    since: session.since,
+                },
+                outbox: Arc::clone(&session.outbox),
+            })
+            .collect();
+        inner.snapshot = Some(Arc::clone(&members));
+        members
+    }
+
+    /// The online accounts, sorted by username regardless of case, once per
+    /// account.
+    pub fn who(&self) -> Vec<Person> {
+        let mut online: Vec<Person> = self
+            .lock()
+            .presence
+            .values()
+            .map(|p| Person {
+                username: p.username.to_string(),
+                full_name: p.full_name.clone(),
+            })
+            .collect();
+        online.sort_by_key(|person| person.username.to_ascii_lowercase());
+        online
+    }
+
+    /// How many sessions are logged in.
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Sends `BYE code` to every connection and stops their readers: the
+    /// first step of stopping the server.
+    pub fn bye_all(&self, code: ErrorCode) {
+        let outboxes: Vec<Arc<Outbox>> = self.lock().connections.values().cloned().collect();
+        for outbox in outboxes {
+            outbox.bye(code);
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! What a command answers, as types: the protocol-neutral reply that every
+//! wire protocol's codec turns into its own bytes.
+//!
+//! A handler never writes bytes. It returns a [`Reply`]; the session hands
+//! it, with the [`ReplyTo`] naming the command it answers, to its outbox,
+//! whose codec encodes it (charla's line protocol today, IRC later).
+
+use std::sync::Arc;
+
+use super::code::ErrorCode;
+use super::event::Message;
+
+/// The command a reply answers: its tag, echoed by protocols that have
+/// tags, and its canonical name (`None` for a line with no known command).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The client's `@TAG` without its `@`.
+    pub tag: Option<Box<str>>,
+    /// The canonical upper-case name from the command table (`SALIR` is
+    /// answered as `QUIT`), or `None` for an unknown or unreadable line.
+    pub verb: Option<&'static str>,
+}
+
+impl ReplyTo {
+    /// The reply context of command `verb` sent with `tag`.
+    pub fn new(tag: Option<&str>, verb: Option<&'static str>) -> ReplyTo {
+        ReplyTo {
+            tag: tag.map(Box::from),
+            verb,
+        }
+    }
+}
+
+/// The final answer to one command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// It succeeded, with what it produced.
+    Ok(Answer),
+    /// It failed; nothing was changed.
+    Err(ErrorCode),
+}
+
+/// What a successful command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `REGISTER` or `LOGIN`: the account the session is now logged in as.
+    Account {
+        /// Username as registered.
+        username: Arc<str>,
+        /// Full name.
+        full_name: String,
+    },
+    /// `SAY`: the message is stored under this id and time.
+    Stored {
+        /// Its id.
+        id: i64,
+        /// Milliseconds since the Unix epoch when it was stored.
+        ts: i64,
+    },
+    /// `HISTORY`: stored messages, oldest first.
+    Messages(Vec<Message>),
+    /// `WHO`: the accounts online.
+    People(Vec<Person>),
+    /// `PING`: the token to echo, if one was sent.
+    Pong(Option<String>),
+    /// A command with nothing to report (`QUIT`).
+    Done,
+}
+
+/// An account as `WHO` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    /// Username as registered.
+    pub username: String,
+    /// Full name.
+    pub full_name: String,
+}

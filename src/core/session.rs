@@ -1,0 +1,171 @@
+//! One connection's state in the core: who it is logged in as, its message
+//! allowance, and the order of its replies.
+//!
+//! A session belongs to its connection's thread; only that thread calls it.
+//! Its replies leave in the order of its commands, whatever the outcome,
+//! because they all enter the outbox through [`Session::emit`], which first
+//! waits until every reply the journal still owes this session (the
+//! acknowledgements of messages being stored) is queued. Accepted messages
+//! are the only commands that do not wait for each other, so pipelined
+//! messages go to the journal back to back.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::Core;
+use super::code::ErrorCode;
+use super::feed::ConnectionId;
+use super::limits::TokenBucket;
+use super::outbox::Outbox;
+use super::registry::Login;
+use super::reply::{Reply, ReplyTo};
+
+/// The account a session is logged in as.
+pub struct Me {
+    /// Account id, for tags and presence.
+    pub account_id: i64,
+    /// Username as registered, shared by every message this session sends.
+    pub username: Arc<str>,
+}
+
+/// A connection's state while its thread runs.
+pub struct Session<'a> {
+    /// Server-wide services.
+    pub(super) core: &'a Core,
+    /// This connection's id.
+    pub(super) id: ConnectionId,
+    /// The peer, for logs.
+    pub(super) peer: SocketAddr,
+    /// The peer's address when per-address limits apply to it.
+    pub(super) limited_address: Option<IpAddr>,
+    /// Where replies go.
+    pub(super) outbox: Arc<Outbox>,
+    /// `None` until REGISTER or LOGIN succeeds.
+    pub(super) me: Option<Me>,
+    /// This session's message allowance (PROTOCOL.md 5.5).
+    pub(super) messages: TokenBucket,
+    /// Replies the journal owes this session (messages being stored).
+    owed: usize,
+    /// The journal signals here as it queues each owed reply.
+    acked: Receiver<()>,
+    /// Given to each message for the journal to signal on.
+    pub(super) ack_sender: Sender<()>,
+    /// A login just happened: events open after its reply is queued.
+    entering: bool,
+}
+
+impl<'a> Session<'a> {
+    /// The session of connection `id` from `peer`, answering through
+    /// `outbox`. It is recorded in the registry (for shutdown's BYE) at
+    /// once.
+    pub fn new(core: &'a Core, id: ConnectionId, peer: SocketAddr, outbox: Arc<Outbox>) -> Session<'a> {
+        core.registry.connect(id, Arc::clone(&outbox));
+        let (ack_sender, acked) = crossbeam_channel::unbounded();
+        let limits = &core.limits;
+        Session {
+            core,
+            id,
+            peer,
+            limited_address: Some(peer.ip()).filter(|ip| limits.applies_to(*ip)),
+            outbox,
+            me: None,
+            messages: TokenBucket::full(limits.msg_rate, limits.clock.now()),
+            owed: 0,
+            acked,
+            ack_sender,
+            entering: false,
+        }
+    }
+
+    /// Whether REGISTER or LOGIN succeeded.
+    pub fn is_logged_in(&self) -> bool {
+        self.me.is_some()
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The connection's outbox.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Queues the reply to command `to`, after every reply still owed by
+    /// the journal: the one door through which a session's own replies
+    /// enter its outbox, so none can overtake an earlier command's
+    /// (PROTOCOL.md 1). A login reply also opens the session to events,
+    /// right behind it.
+    pub fn emit(&mut self, to: &ReplyTo, reply: &Reply) {
+        self.settle();
+        self.outbox.reply(to, reply);
+        if std::mem::take(&mut self.entering) {
+            self.outbox.open_events();
+        }
+    }
+
+    /// Waits until every reply the journal owes this session is queued.
+    pub fn settle(&mut self) {
+        while self.owed > 0 {
+            if self.acked.recv().is_err() {
+                // The journal is gone: its replies will never come.
+                self.owed = 0;
+                return;
+            }
+            self.owed -= 1;
+        }
+    }
+
+    /// Counts one more reply the journal owes, and collects those already
+    /// queued so the count stays small.
+    pub(super) fn owe(&mut self) {
+        self.owed += 1;
+        while self.owed > 0 && self.acked.try_recv().is_ok() {
+            self.owed -= 1;
+        }
+    }
+
+    /// Marks the session logged in as `login`: it joins the registry (and
+    /// from now on misses no message), and its outbox holds events until
+    /// the reply that says so is emitted.
+    pub(super) fn enter(&mut self, login: &Login) {
+        self.core.registry.log_in(self.id, login, &self.outbox);
+        self.me = Some(Me {
+            account_id: login.account_id,
+            username: Arc::clone(&login.username),
+        });
+        self.entering = true;
+    }
+
+    /// Logs a storage failure of `what` and returns its code.
+    pub(super) fn failed(&self, what: &str, error: &crate::store::StoreError) -> ErrorCode {
+        log::error!("connection {}: {what} failed in storage: {error}", self.id);
+        ErrorCode::from(error)
+    }
+
+    /// Ends the session: its messages are acknowledged first, then it
+    /// leaves the registry (LEAVE if it was the account's last session) and
+    /// the outbox flushes and closes the connection.
+    pub fn close(&mut self) {
+        self.settle();
+        if let Some(me) = self.me.take() {
+            log::info!("connection {}: {} left", self.id, me.username);
+            self.core.registry.log_out(self.id);
+        }
+        self.core.registry.disconnect(self.id);
+        self.outbox.finish();
+    }
+
+    /// The peer's address, for logs.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The services this session uses.
+    pub fn core(&self) -> &'a Core {
+        self.core
+    }
+}

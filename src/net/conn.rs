@@ -1,0 +1,162 @@
+//! One connection of charla's line protocol, from `HELLO` to close: reads
+//! lines, turns them into commands for the core, and closes.
+//!
+//! The connection runs on its own thread and owns the reading side of its
+//! transport. It never writes (its outbox does), never encodes a reply
+//! (the outbox's codec does) and never decides anything about a command
+//! (the command table does): it frames bytes into lines, reads the tag and
+//! the command name, and enforces the login deadline.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::core::Core;
+use crate::core::code::ErrorCode;
+use crate::core::commands::{self, Flow};
+use crate::core::feed::ConnectionId;
+use crate::core::outbox::Outbox;
+use crate::core::session::Session;
+use crate::core::transport::Transport;
+use crate::proto::charla::{self, CharlaCodec};
+use crate::proto::frame::{self, Frame, LineReader};
+
+use super::tcp::TcpTransport;
+
+/// The transport as the connection reads it. While the login deadline is
+/// set, every read waits at most until the deadline and fails with
+/// `TimedOut` once it has passed: a timeout per read alone would let a
+/// client that trickles bytes without ever ending a line stay unlogged
+/// forever (the line reader keeps reading until a line is complete).
+struct Input<'a> {
+    /// The connection.
+    transport: &'a dyn Transport,
+    /// When the connection must be logged in by; `None` once it is.
+    login_deadline: Option<Instant>,
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.login_deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            // A zero timeout would mean "none": `left` is not zero here.
+            self.transport.set_read_timeout(Some(left))?;
+        }
+        self.transport.read(buf)
+    }
+}
+
+/// Serves one accepted TCP connection until it closes. Called on the
+/// connection's own thread; returns when the connection is finished with.
+pub fn run(stream: TcpStream, id: ConnectionId, core: &Core) {
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(e) => {
+            log::debug!("connection {id} gone before it was served: {e}");
+            return;
+        }
+    };
+    match TcpTransport::new(stream) {
+        Ok(transport) => serve(Arc::new(transport), peer, id, core),
+        Err(e) => log::error!("connection {id} from {peer}: cannot set up its output: {e}"),
+    }
+}
+
+/// Serves one connection of charla's line protocol over `transport`.
+pub fn serve(transport: Arc<dyn Transport>, peer: SocketAddr, id: ConnectionId, core: &Core) {
+    let outbox = Outbox::new(
+        Arc::clone(&transport),
+        Arc::new(CharlaCodec),
+        core.config.outbox_limit,
+        id,
+    );
+    log::info!("connection {id} from {peer}");
+    outbox.raw_reply(charla::hello(&core.config.node));
+    let mut session = Session::new(core, id, peer, Arc::clone(&outbox));
+    if core.shutdown.is_triggered() {
+        outbox.bye(ErrorCode::ShuttingDown);
+    }
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_commands(&mut session, &*transport)
+    }));
+    if served.is_err() {
+        log::error!("connection {id}: its thread panicked; closing it");
+    }
+    session.close();
+    log::info!("connection {id} from {peer} closed");
+}
+
+/// The read loop: one command per line until the client leaves, the
+/// connection fails or the session is told to close.
+fn read_commands(session: &mut Session<'_>, transport: &dyn Transport) {
+    let config = &session.core().config;
+    let login_deadline = Instant::now() + config.login_timeout;
+    let input = Input {
+        transport,
+        login_deadline: Some(login_deadline),
+    };
+    let mut reader = LineReader::new(input, config.max_line);
+    let outbox = Arc::clone(session.outbox());
+    loop {
+        outbox.wait_for_room();
+        if outbox.is_closing() {
+            return;
+        }
+        if !session.is_logged_in() {
+            if Instant::now() >= login_deadline {
+                log::info!("connection {} from {}: login timeout", session.id(), session.peer());
+                outbox.bye(ErrorCode::LoginTimeout);
+                return;
+            }
+        } else if reader.get_mut().login_deadline.take().is_some() {
+            // The login timeout no longer applies.
+            let _ = transport.set_read_timeout(None);
+        }
+        let flow = match reader.read_frame() {
+            Ok(Frame::Line(line)) => line_command(session, line),
+            Ok(Frame::TooLong) => {
+                commands::refuse_line(session, None, ErrorCode::LineTooLong);
+                Flow::Continue
+            }
+            Ok(Frame::Eof) => return,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Flow::Continue
+            }
+            Err(e) => {
+                log::debug!("connection {}: read failed: {e}", session.id());
+                return;
+            }
+        };
+        if flow == Flow::Quit {
+            return;
+        }
+    }
+}
+
+/// Reads the tag and name of one line and runs it (PROTOCOL.md 2: the line
+/// itself is checked first).
+fn line_command(session: &mut Session<'_>, line: &[u8]) -> Flow {
+    if frame::is_blank(line) {
+        return Flow::Continue;
+    }
+    let Ok(line) = std::str::from_utf8(line) else {
+        commands::refuse_line(session, None, ErrorCode::BadEncoding);
+        return Flow::Continue;
+    };
+    match charla::parse_head(line) {
+        Ok(head) => commands::execute(session, head.tag, head.name, head.rest),
+        Err(bad) => {
+            commands::refuse_line(session, bad.tag, ErrorCode::BadRequest);
+            Flow::Continue
+        }
+    }
+}
