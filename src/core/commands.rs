@@ -606,3 +606,124 @@ mod tests {
         assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_uppercase())));
     }
 }
+
+#[cfg(test)]
+mod session_tests {
+    //! Commands run on a real core (temporary database, journal, fan-out)
+    //! with connections over memory: no sockets.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::testkit::{TestCodec, TestConn, TestCore, peer};
+
+    const ROOM: usize = 1 << 16;
+
+    fn run(session: &mut Session<'_>, line: &str) -> Flow {
+        let (tag, line) = match line.strip_prefix('@') {
+            Some(tagged) => {
+                let (tag, rest) = tagged.split_once(' ').unwrap();
+                (Some(tag), rest)
+            }
+            None => (None, line),
+        };
+        let (name, rest) = match line.split_once(' ') {
+            Some((name, rest)) => (name, Some(rest)),
+            None => (line, None),
+        };
+        execute(session, tag, name, rest)
+    }
+
+    #[test]
+    fn the_example_session_without_a_socket() {
+        let test = TestCore::start(|_| {});
+        let codec = TestCodec::new(1);
+        let ana_conn = TestConn::new(1, codec.clone(), ROOM, 1 << 20);
+        let mut ana = Session::new(&test.core, 1, peer(), ana_conn.outbox.clone());
+        run(&mut ana, "REGISTER ana s3cret-pass Ana María Ríos");
+        assert_eq!(ana_conn.lines(1), ["OK REGISTER ana"]);
+        let bea_conn = TestConn::new(2, codec, ROOM, 1 << 20);
+        let mut bea = Session::new(&test.core, 2, peer(), bea_conn.outbox.clone());
+        run(&mut bea, "REGISTER bea s3cret-pass Bea");
+        assert_eq!(bea_conn.lines(1), ["OK REGISTER bea"]);
+        assert_eq!(ana_conn.lines(1), ["JOIN bea"]);
+        run(&mut ana, "@m1 SAY hola a todos");
+        run(&mut ana, "HISTORY 2");
+        assert_eq!(ana_conn.lines(2), ["@m1 OK SAY 1", "OK HISTORY hola a todos"]);
+        assert_eq!(bea_conn.lines(1), ["MSG 1 ana hola a todos"]);
+        run(&mut bea, "WHO");
+        run(&mut bea, "@p PING tok");
+        run(&mut bea, "LOGIN ana x");
+        assert_eq!(
+            bea_conn.lines(3),
+            ["OK WHO ana,bea", "@p OK PING tok", "ERR LOGIN already-logged-in"]
+        );
+        assert_eq!(run(&mut bea, "salir"), Flow::Quit);
+        assert_eq!(bea_conn.lines(1), ["OK QUIT"]);
+        bea.close();
+        assert_eq!(ana_conn.lines(1), ["LEAVE bea"]);
+        ana.close();
+    }
+
+    #[test]
+    fn states_names_and_shapes_are_checked_in_order() {
+        let test = TestCore::start(|_| {});
+        let conn = TestConn::new(1, TestCodec::new(1), ROOM, 1 << 20);
+        let mut session = Session::new(&test.core, 1, peer(), conn.outbox.clone());
+        run(&mut session, "@a SAY hola");
+        run(&mut session, "@b FROB");
+        run(&mut session, "LOGIN ana");
+        run(&mut session, "LOGIN nadie secreto123");
+        run(&mut session, "PING a.b");
+        assert_eq!(
+            conn.lines(5),
+            [
+                "@a ERR SAY not-logged-in",
+                "@b ERR - bad-request",
+                "ERR LOGIN bad-request",
+                "ERR LOGIN bad-credentials",
+                "ERR PING bad-request"
+            ]
+        );
+        session.close();
+    }
+
+    #[test]
+    fn refusals_wait_for_the_replies_the_journal_owes() {
+        let test = TestCore::start(|config| {
+            config.limits.msg_rate = 1.0;
+            config.limits.msg_burst = 3;
+        });
+        let conn = TestConn::new(1, TestCodec::new(1), ROOM, 1 << 20);
+        let mut session = Session::new(&test.core, 1, peer(), conn.outbox.clone());
+        run(&mut session, "REGISTER ana secreto123 Ana");
+        let lines = [
+            "@a SAY uno",
+            "@b SAY \u{1b}[1m",
+            "@c SAY dos",
+            "@d SAY",
+            "@e SAY tres",
+            "@f SAY cuatro",
+        ];
+        for line in lines {
+            run(&mut session, line);
+        }
+        assert_eq!(
+            conn.lines(7),
+            [
+                "OK REGISTER ana",
+                "@a OK SAY 1",
+                "@b ERR SAY invalid-text",
+                "@c OK SAY 2",
+                "@d ERR SAY bad-request",
+                "@e OK SAY 3",
+                "@f ERR SAY rate-limited"
+            ]
+        );
+        // The allowance refills with the (injected) clock.
+        test.clock.advance(Duration::from_secs(1));
+        run(&mut session, "@g SAY cinco");
+        assert_eq!(conn.lines(1), ["@g OK SAY 4"]);
+        session.close();
+    }
+}

@@ -76,3 +76,63 @@ fn encode(member: &Member, batch: &Committed) -> EncodedBatch {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::Message;
+    use crate::core::feed::{PresenceChange, PresenceSink};
+    use crate::core::registry::Login;
+    use crate::core::testkit::{TestCodec, TestConn};
+
+    struct Nowhere;
+
+    impl PresenceSink for Nowhere {
+        fn presence(&self, _: PresenceChange) {}
+    }
+
+    fn message(id: i64, author: &str, origin: u64) -> Entry {
+        Entry::Message {
+            message: Arc::new(Message {
+                id,
+                ts: 1,
+                author: Arc::from(author),
+                text: Arc::from(format!("m{id}")),
+            }),
+            origin,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_encoded_once_per_flavor_and_reaches_everyone_but_its_author() {
+        let registry = Arc::new(Registry::new(Arc::new(Nowhere)));
+        let (charla, other) = (TestCodec::new(1), TestCodec::new(2));
+        let conns: Vec<TestConn> = [(1, charla.clone()), (2, charla.clone()), (3, other.clone())]
+            .into_iter()
+            .map(|(id, codec)| TestConn::new(id, codec, 1 << 16, 1 << 20))
+            .collect();
+        for (i, conn) in conns.iter().enumerate() {
+            let id = i as u64 + 1;
+            let login = Login {
+                account_id: id as i64,
+                username: Arc::from(format!("u{id}")),
+                full_name: String::new(),
+            };
+            registry.log_in(id, &login, &conn.outbox);
+            conn.outbox.open_events();
+        }
+        let fanout = Fanout::new(registry);
+        fanout.deliver(&Committed {
+            entries: vec![message(10, "u1", 1), message(11, "u2", 2)],
+        });
+        assert_eq!(
+            charla.encoded(),
+            2,
+            "two entries, encoded once for both sessions of flavor 1"
+        );
+        assert_eq!(other.encoded(), 2);
+        assert_eq!(conns[0].lines(1), ["MSG 11 u2 m11"]);
+        assert_eq!(conns[1].lines(1), ["MSG 10 u1 m10"]);
+        assert_eq!(conns[2].lines(2), ["MSG 10 u1 m10", "MSG 11 u2 m11"]);
+    }
+}

@@ -310,3 +310,137 @@ fn refuse(says: &[SayOp], slots: &mut Vec<Slot>) -> Committed {
         .collect();
     Committed { entries }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::core::event::Event;
+    use crate::core::testkit::{TestCodec, TestConn};
+    use crate::store::Store;
+    use crate::store::sqlite::{SqliteStore, SyncMode};
+
+    /// Keeps what is published.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Feed for Recorder {
+        fn publish(&self, batch: Committed) {
+            let mut seen = self.0.lock().unwrap();
+            for entry in batch.entries {
+                seen.push(match entry {
+                    Entry::Message { message, origin } => format!("{} {} from {origin}", message.id, message.text),
+                    Entry::Presence(change) => format!("{:?} from {}", change.event, change.origin),
+                });
+            }
+        }
+    }
+
+    struct Fixture {
+        journal: Journal,
+        thread: JoinHandle<()>,
+        feed: Arc<Recorder>,
+        store: SqliteStore,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("chat.db"), SyncMode::Normal).unwrap();
+        let feed = Arc::new(Recorder::default());
+        let (journal, thread) = Journal::start(store.open_writer().unwrap(), feed.clone()).unwrap();
+        Fixture {
+            journal,
+            thread,
+            feed,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn account(journal: &Journal, name: &str) -> Account {
+        journal
+            .register(NewAccount {
+                username: name.into(),
+                full_name: name.into(),
+                password_hash: "$2b$x".into(),
+            })
+            .unwrap()
+    }
+
+    fn say(conn: &TestConn, done: &Sender<()>, who: &Account, text: &str, tag: Option<&str>) -> SayOp {
+        SayOp {
+            message: NewMessage {
+                user_id: who.id,
+                body: text.into(),
+                tag: tag.map(Into::into),
+            },
+            author: Arc::from(who.username.as_str()),
+            connection: 7,
+            reply_to: ReplyTo::new(tag, Some("SAY")),
+            outbox: conn.outbox.clone(),
+            done: done.clone(),
+        }
+    }
+
+    #[test]
+    fn messages_are_stored_then_acknowledged_then_published_in_order() {
+        let f = start();
+        let ana = account(&f.journal, "ana");
+        assert!(matches!(
+            f.journal.register(NewAccount {
+                username: "ANA".into(),
+                full_name: "x".into(),
+                password_hash: "$2b$x".into(),
+            }),
+            Err(CreateAccountError::UserExists)
+        ));
+        let conn = TestConn::new(7, TestCodec::new(1), 1 << 16, 1 << 20);
+        let (done, acked) = crossbeam_channel::unbounded();
+        f.journal.presence(PresenceChange {
+            event: Event::Online(Arc::from("ana")),
+            origin: 7,
+            change: 1,
+            sessions: 1,
+        });
+        for (text, tag) in [("uno", Some("t1")), ("dos", None), ("otra vez", Some("t1"))] {
+            assert!(f.journal.say(say(&conn, &done, &ana, text, tag)));
+        }
+        for _ in 0..3 {
+            acked
+                .recv_timeout(Duration::from_secs(5))
+                .expect("every SAY is signalled");
+        }
+        // The resend of t1 is answered with the original id, and not
+        // published again.
+        assert_eq!(conn.lines(3), ["@t1 OK SAY 1", "OK SAY 2", "@t1 OK SAY 1"]);
+        assert_eq!(
+            *f.feed.0.lock().unwrap(),
+            ["Online(\"ana\") from 7", "1 uno from 7", "2 dos from 7"]
+        );
+        let stored: Vec<String> = f.store.history(10, None).unwrap().into_iter().map(|m| m.body).collect();
+        assert_eq!(stored, ["uno", "dos"]);
+        f.journal.stop();
+        f.thread.join().unwrap();
+    }
+
+    #[test]
+    fn stopping_finishes_what_was_queued_first() {
+        let f = start();
+        let ana = account(&f.journal, "ana");
+        let conn = TestConn::new(7, TestCodec::new(1), 1 << 16, 1 << 20);
+        let (done, acked) = crossbeam_channel::unbounded();
+        for i in 0..100 {
+            f.journal.say(say(&conn, &done, &ana, &format!("m{i}"), None));
+        }
+        f.journal.stop();
+        f.thread.join().unwrap();
+        assert_eq!(acked.try_iter().count(), 100);
+        assert_eq!(f.store.history(1000, None).unwrap().len(), 100);
+        assert!(
+            !f.journal.say(say(&conn, &done, &ana, "late", None)),
+            "a stopped journal refuses"
+        );
+    }
+}

@@ -41,6 +41,9 @@ pub mod session;
 pub mod transport;
 pub mod validate;
 
+#[cfg(test)]
+pub(crate) mod testkit;
+
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -109,6 +112,19 @@ impl Core {
     /// charla database; [`StartError::Auth`] for a bad bcrypt cost;
     /// [`StartError::Io`] when a thread cannot start.
     pub fn start(config: Config, shutdown: Shutdown) -> Result<(Arc<Core>, CoreThreads), StartError> {
+        Core::start_with_clock(config, shutdown, Arc::new(SystemClock))
+    }
+
+    /// [`Core::start`] with the limiters reading `clock` (tests move time
+    /// by hand).
+    ///
+    /// # Errors
+    /// As [`Core::start`].
+    pub fn start_with_clock(
+        config: Config,
+        shutdown: Shutdown,
+        clock: Arc<dyn limits::Clock>,
+    ) -> Result<(Arc<Core>, CoreThreads), StartError> {
         let store_error = |source| StartError::Store {
             path: config.db.display().to_string(),
             source,
@@ -124,7 +140,7 @@ impl Core {
         let (journal, journal_thread) = Journal::start(writer, Arc::clone(&feed) as Arc<dyn feed::Feed>)?;
         let registry = Arc::new(Registry::new(Arc::new(journal.clone())));
         feed.subscribe(Fanout::new(Arc::clone(&registry)));
-        let limits = Limits::new(config.limits.clone(), Arc::new(SystemClock));
+        let limits = Limits::new(config.limits.clone(), clock);
         let core = Arc::new(Core {
             config,
             registry,

@@ -599,3 +599,155 @@ fn ends_line(slices: &[IoSlice<'_>], n: usize) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::reply::Answer;
+    use crate::core::testkit::{TestCodec, TestConn};
+
+    fn batch_of(lines: &[(&str, u64, u64)]) -> EncodedBatch {
+        let mut batch = EncodedBatch::default();
+        for (line, origin, change) in lines {
+            batch.append(*origin, *change, |out| {
+                out.extend_from_slice(format!("{line}\n").as_bytes())
+            });
+        }
+        batch
+    }
+
+    fn received(batch: &EncodedBatch, connection: u64, since: u64) -> String {
+        let to = Recipient { connection, since };
+        let mut slices = Vec::new();
+        batch.slices_for(to, &mut slices);
+        let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(bytes.len(), batch.bytes_for(to));
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn ok(verb: &'static str) -> (ReplyTo, Reply) {
+        (ReplyTo::new(None, Some(verb)), Reply::Ok(Answer::Done))
+    }
+
+    #[test]
+    fn ends_line_tells_whether_a_send_stopped_between_lines() {
+        let slices = [IoSlice::new(b"MSG 1\nMS"), IoSlice::new(b"G 2\n")];
+        assert!(ends_line(&slices, 6));
+        assert!(!ends_line(&slices, 7));
+        assert!(!ends_line(&slices, 9));
+        assert!(ends_line(&slices, 12));
+    }
+
+    #[test]
+    fn a_batch_leaves_out_only_the_recipients_own_lines() {
+        let batch = batch_of(&[("m1", 7, 0), ("m2", 8, 0), ("m3", 7, 0), ("m4", 9, 0)]);
+        assert_eq!(received(&batch, 1, 5), "m1\nm2\nm3\nm4\n");
+        assert_eq!(received(&batch, 7, 5), "m2\nm4\n");
+        assert_eq!(received(&batch, 8, 5), "m1\nm3\nm4\n");
+        assert_eq!(received(&batch, 9, 5), "m1\nm2\nm3\n");
+    }
+
+    #[test]
+    fn presence_lines_reach_only_sessions_logged_in_before_the_change() {
+        let batch = batch_of(&[("JOIN x", 3, 10), ("m1", 7, 0), ("LEAVE x", 3, 12)]);
+        assert_eq!(received(&batch, 1, 9), "JOIN x\nm1\nLEAVE x\n");
+        assert_eq!(received(&batch, 2, 11), "m1\nLEAVE x\n");
+        assert_eq!(received(&batch, 4, 12), "m1\n");
+        assert_eq!(received(&batch, 3, 9), "m1\n");
+    }
+
+    #[test]
+    fn replies_go_out_directly_in_order() {
+        let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 1 << 20);
+        let (to, reply) = ok("PING");
+        conn.outbox.reply(&to, &reply);
+        let (to2, reply2) = ok("QUIT");
+        conn.outbox.replies([(&to, &reply), (&to2, &reply2)]);
+        assert_eq!(conn.lines(3), ["OK PING", "OK PING", "OK QUIT"]);
+    }
+
+    #[test]
+    fn events_wait_behind_the_login_reply() {
+        let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 1 << 20);
+        let batch = Arc::new(batch_of(&[("MSG early", 2, 0)]));
+        let to = Recipient {
+            connection: 1,
+            since: 0,
+        };
+        assert!(conn.outbox.batch(&batch, to));
+        assert_eq!(conn.transport.take_output(), "", "held until the login reply");
+        let (to_login, reply) = ok("LOGIN");
+        conn.outbox.reply(&to_login, &reply);
+        conn.outbox.open_events();
+        assert!(conn.outbox.batch(&Arc::new(batch_of(&[("MSG late", 2, 0)])), to));
+        assert_eq!(conn.lines(3), ["OK LOGIN", "MSG early", "MSG late"]);
+    }
+
+    #[test]
+    fn a_peer_that_reads_slowly_gets_everything_through_the_writer() {
+        // The peer takes 10 bytes, then nothing until the test reads.
+        let conn = TestConn::new(1, TestCodec::new(1), 10, 1 << 20);
+        conn.outbox.open_events();
+        let to = Recipient {
+            connection: 1,
+            since: 0,
+        };
+        let lines: Vec<String> = (0..50).map(|i| format!("MSG {i:02}")).collect();
+        for line in &lines {
+            let batch = batch_of(&[(line, 2, 0)]);
+            assert!(conn.outbox.batch(&Arc::new(batch), to));
+        }
+        let mut got = String::new();
+        for _ in 0..200 {
+            got.push_str(&conn.transport.take_output());
+            if got.lines().count() == lines.len() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(got.lines().collect::<Vec<_>>(), lines);
+        assert!(!conn.outbox.is_cut());
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_is_cut_off_without_stalling_the_sender() {
+        let conn = TestConn::new(1, TestCodec::new(1), 64, 256);
+        conn.outbox.open_events();
+        let to = Recipient {
+            connection: 1,
+            since: 0,
+        };
+        let big = "x".repeat(100);
+        let started = Instant::now();
+        let mut queued = 0;
+        for _ in 0..10 {
+            if conn.outbox.batch(&Arc::new(batch_of(&[(&big, 2, 0)])), to) {
+                queued += 1;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "pushing never blocks");
+        assert!(queued < 10);
+        assert!(conn.outbox.is_cut() && conn.outbox.is_closing());
+        // Replies are never refused for size, but a cut session takes none.
+        let (to_ping, reply) = ok("PING");
+        conn.outbox.reply(&to_ping, &reply);
+        conn.outbox.finish();
+        assert!(conn.transport.write_closed());
+    }
+
+    #[test]
+    fn bye_stops_events_but_not_replies() {
+        let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 1 << 20);
+        conn.outbox.open_events();
+        conn.outbox.bye(ErrorCode::ShuttingDown);
+        let to = Recipient {
+            connection: 1,
+            since: 0,
+        };
+        assert!(!conn.outbox.batch(&Arc::new(batch_of(&[("MSG after", 2, 0)])), to));
+        let (to_say, reply) = ok("SAY");
+        conn.outbox.reply(&to_say, &reply);
+        conn.outbox.finish();
+        assert_eq!(conn.transport.take_output(), "BYE shutting-down\nOK SAY\n");
+    }
+}

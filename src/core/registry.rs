@@ -224,3 +224,76 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::core::testkit::{TestCodec, TestConn};
+
+    /// Records what the registry reports.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, u64)>>);
+
+    impl PresenceSink for Recorder {
+        fn presence(&self, change: PresenceChange) {
+            let what = match change.event {
+                Event::Online(user) => format!("JOIN {user}"),
+                Event::Offline(user) => format!("LEAVE {user}"),
+                other => format!("{other:?}"),
+            };
+            self.0.lock().unwrap().push((what, change.origin));
+        }
+    }
+
+    fn login(id: i64, name: &str) -> Login {
+        Login {
+            account_id: id,
+            username: Arc::from(name),
+            full_name: format!("{name} full"),
+        }
+    }
+
+    fn outbox(id: u64) -> Arc<Outbox> {
+        TestConn::new(id, TestCodec::new(1), 1024, 1 << 20).outbox
+    }
+
+    #[test]
+    fn presence_changes_on_an_accounts_first_and_last_session_only() {
+        let recorder = Arc::new(Recorder::default());
+        let registry = Registry::new(recorder.clone());
+        let ana = login(1, "ana");
+        registry.log_in(10, &ana, &outbox(10));
+        registry.log_in(11, &ana, &outbox(11));
+        registry.log_in(12, &login(2, "Bea"), &outbox(12));
+        assert_eq!(registry.session_count(), 3);
+        let names: Vec<String> = registry.who().into_iter().map(|p| p.username).collect();
+        assert_eq!(names, ["ana", "Bea"], "once per account, sorted regardless of case");
+        registry.log_out(10);
+        registry.log_out(11);
+        registry.log_out(11);
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            [
+                ("JOIN ana".into(), 10),
+                ("JOIN Bea".into(), 12),
+                ("LEAVE ana".into(), 11)
+            ]
+        );
+    }
+
+    #[test]
+    fn members_are_a_shared_snapshot_rebuilt_after_changes() {
+        let registry = Registry::new(Arc::new(Recorder::default()));
+        registry.log_in(1, &login(1, "ana"), &outbox(1));
+        let first = registry.members();
+        assert!(Arc::ptr_eq(&first, &registry.members()), "no change, same snapshot");
+        registry.log_in(2, &login(2, "bea"), &outbox(2));
+        let second = registry.members();
+        assert_eq!(second.len(), 2);
+        let ana = second.iter().find(|m| m.recipient.connection == 1).unwrap();
+        let bea = second.iter().find(|m| m.recipient.connection == 2).unwrap();
+        assert!(ana.recipient.since < bea.recipient.since, "logins are ordered");
+    }
+}
