@@ -10,6 +10,8 @@
 //! - [`console`]: the person's side: the input thread (line editor or plain
 //!   stdin), printing that does not garble the line being typed, the
 //!   terminal's settings, signals.
+//! - [`editor`]: the line editor for the terminal prompt, a pure state
+//!   machine from key events to a line and the row that shows it.
 //! - [`typed`]: what a typed chat line means (message, `/who`, `salir`...).
 //! - [`display`]: how messages and lists from the network look on screen.
 //! - [`i18n`]: every sentence, in Spanish and English.
@@ -33,6 +35,7 @@ use crate::code::ErrorCode;
 pub mod connection;
 pub mod console;
 pub mod display;
+pub mod editor;
 pub mod i18n;
 pub mod session;
 pub mod typed;
