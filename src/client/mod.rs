@@ -7,17 +7,24 @@
 //!   and the matching of the server's replies to the commands sent.
 //! - [`connection`]: the socket, and the reader thread that parses server
 //!   lines onto a channel.
-//! - [`console`]: the person's side: the input thread (line editor or plain
-//!   stdin), printing that does not garble the line being typed, the
-//!   terminal's settings, signals.
+//! - [`console`]: the person's side: on a terminal, raw mode for the whole
+//!   session, one thread reading keys into one queue that lives as long as
+//!   the program (nothing typed ahead or pasted is lost, no password is ever
+//!   echoed) and one thread drawing the prompt and printing above it;
+//!   otherwise plain lines from stdin. Also the terminal's settings and
+//!   signals.
+//! - [`editor`]: the line editor behind the terminal prompt, a pure state
+//!   machine from key events to a line and the row that shows it.
 //! - [`typed`]: what a typed chat line means (message, `/who`, `salir`...).
 //! - [`display`]: how messages and lists from the network look on screen.
 //! - [`i18n`]: every sentence, in Spanish and English.
 //!
-//! Three threads: the reader thread only reads the socket, the input thread
-//! only reads the keyboard, and the main thread waits on both (and on
-//! signals), owns all state and does all printing. Nothing from the network
-//! is printed without [`crate::core::validate::for_display`].
+//! The reader thread only reads the socket; the input side (one plain input
+//! thread, or on a terminal the `keys` and `terminal` threads of
+//! [`console`]) only reads the keyboard and draws the prompt; the main thread
+//! waits on both (and on signals), owns all protocol state and decides
+//! everything that is printed. Nothing from the network is printed without
+//! [`crate::core::validate::for_display`].
 //!
 //! Errors are told at the level they happened (PROTOCOL.md 6): connection
 //! (refused, lost, no reply), server (`BYE`, `internal`, a broken protocol)
@@ -33,6 +40,7 @@ use crate::core::code::ErrorCode;
 pub mod connection;
 pub mod console;
 pub mod display;
+pub mod editor;
 pub mod i18n;
 pub mod session;
 pub mod typed;

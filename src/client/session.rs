@@ -342,7 +342,8 @@ impl<'c> Session<'c> {
     }
 
     /// Waits for the next reply the flow cares about, with no line being
-    /// read meanwhile.
+    /// read meanwhile (keys typed now wait for the next prompt; Ctrl-C
+    /// still ends the session).
     fn wait(&mut self) -> Result<Done, ClientError> {
         loop {
             match self.next_event() {
@@ -351,7 +352,10 @@ impl<'c> Session<'c> {
                         return Ok(done);
                     }
                 }
-                // No line was asked for, so none can come.
+                // Ctrl-C on a terminal ends the session even when no line
+                // was asked for.
+                Event::Input(Input::Interrupted) => return Err(ClientError::Interrupted),
+                // No line was asked for, so no other input can come.
                 Event::Input(_) => {}
                 Event::Signal => return Err(ClientError::Interrupted),
                 Event::Timeout => return Err(self.timed_out()),

@@ -385,22 +385,28 @@ impl Outbox {
     /// still follow. The transport's read side is shut so the session's
     /// reader reads no further commands.
     pub fn bye(self: &Arc<Self>, code: ErrorCode) {
+        let mut bytes = Vec::new();
+        self.codec.event(&Event::Bye(code), &mut bytes);
+        // The state changes under the queue's lock, with the BYE queued in
+        // the same hold: a reader that sees the session closing and
+        // finishes the outbox at once still finds the BYE ahead of the end.
+        let mut queue = self.lock();
         if self
             .state
             .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_err()
         {
-            let mut bytes = Vec::new();
-            self.codec.event(&Event::Bye(code), &mut bytes);
-            let mut queue = self.lock();
-            // Events held for a login reply that never came are dropped
-            // with the rest of the events.
-            let held: usize = queue.held.drain(..).map(|item| item.len()).sum();
-            queue.pending -= held;
-            self.push(&mut queue, Outgoing::Bytes(bytes));
-            drop(queue);
-            self.transport.shutdown(Shutdown::Read);
+            return;
         }
+        // Events held for a login reply that never came are dropped with
+        // the rest of the events.
+        let held: usize = queue.held.drain(..).map(|item| item.len()).sum();
+        queue.pending -= held;
+        if !self.push(&mut queue, Outgoing::Bytes(bytes)) {
+            log::debug!("connection {}: BYE {code} not sent: already closed", self.id);
+        }
+        drop(queue);
+        self.transport.shutdown(Shutdown::Read);
     }
 
     /// Writes what is queued and closes the connection: waits until the
