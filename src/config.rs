@@ -74,6 +74,10 @@ pub struct LimitsConfig {
     /// Apply the per-address limits to loopback addresses too (by default
     /// they are exempt, so local benchmarks and tests are not throttled).
     pub limit_loopback: bool,
+    /// Rooms an account may be in besides `#general` (PROTOCOL.md 9.4).
+    pub max_rooms_per_account: usize,
+    /// Rooms an account may create per hour (0: no limit).
+    pub rooms_created_per_hour: u32,
 }
 
 impl Default for LimitsConfig {
@@ -86,6 +90,8 @@ impl Default for LimitsConfig {
             registrations_per_address: 20,
             connections_per_address: 64,
             limit_loopback: false,
+            max_rooms_per_account: 100,
+            rooms_created_per_hour: 20,
         }
     }
 }

@@ -146,7 +146,7 @@ fn the_default_database_is_created_with_its_tables() {
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
         .expect("list the tables");
     tables.sort();
-    assert_eq!(tables, ["messages", "users"]);
+    assert_eq!(tables, ["memberships", "messages", "rooms", "users"]);
     let (username, full_name, hash): (String, String, String) = conn
         .query_row("SELECT username, full_name, password_hash FROM users", [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))

@@ -96,9 +96,20 @@ fn check_line(line: &[u8]) {
                 assert!(args.words().iter().all(|w| !w.is_empty() && !w.contains(' ')));
                 match row.name {
                     "HISTORY" => {
-                        if let Ok((limit, before)) = commands::history_args(&args) {
-                            assert!((1..=MAX_HISTORY).contains(&limit));
-                            assert!(before.is_none_or(|id| id >= 1));
+                        if let Ok(history) = commands::history_args(&args) {
+                            assert!((1..=MAX_HISTORY).contains(&history.limit));
+                            assert!(history.before.is_none_or(|id| id >= 1));
+                            if let Some(Ok(target)) = history.target.map(|t| t.checked()) {
+                                match target {
+                                    commands::Written::Room(name) => assert!(validate::room(name).is_ok()),
+                                    commands::Written::Account(name) => assert!(validate::username(name).is_ok()),
+                                }
+                            }
+                        }
+                    }
+                    "SYNC" => {
+                        if let Ok((after, n)) = commands::sync_args(&args) {
+                            assert!(after >= 0 && (1..=MAX_HISTORY).contains(&n));
                         }
                     }
                     "SAY" => {

@@ -77,6 +77,14 @@ struct Args {
     /// default, so local scripts and benchmarks are not throttled).
     #[arg(long)]
     limit_loopback: bool,
+    /// Rooms an account may be in besides #general; a JOIN past it is
+    /// `limit-reached` (0: no limit).
+    #[arg(long, default_value_t = 100)]
+    max_rooms_per_account: usize,
+    /// Rooms an account may create per hour; a JOIN that would create one
+    /// more is `limit-reached` (0: no limit).
+    #[arg(long, default_value_t = 20)]
+    rooms_created_per_hour: u32,
 }
 
 /// A rate that is a finite number of at least 0.
@@ -123,6 +131,8 @@ fn main() -> ExitCode {
             registrations_per_address: args.registrations_per_address,
             connections_per_address: args.max_connections_per_address,
             limit_loopback: args.limit_loopback,
+            max_rooms_per_account: args.max_rooms_per_account,
+            rooms_created_per_hour: args.rooms_created_per_hour,
         },
         ..Config::default()
     };

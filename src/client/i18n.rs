@@ -403,7 +403,15 @@ pub fn code_text(code: ErrorCode, lang: Lang) -> &'static str {
                 "El nombre completo debe tener de 1 a 100 caracteres, sin tabuladores ni caracteres de control."
             }
             ErrorCode::InvalidText => "El mensaje debe tener de 1 a 2000 caracteres, sin caracteres de control.",
+            ErrorCode::InvalidRoom => {
+                "El nombre de una sala es # seguido de 1 a 32 caracteres entre letras sin tilde, números, punto, guion y guion bajo."
+            }
             ErrorCode::UserExists => "Nombre de usuario ya existe. Intenta con otro nombre de usuario.",
+            ErrorCode::NoSuchRoom => "Esa sala no existe.",
+            ErrorCode::NoSuchUser => "Ese usuario no existe.",
+            ErrorCode::NotMember => "No estás en esa sala.",
+            ErrorCode::Forbidden => "Eso no está permitido: de #general no se puede salir.",
+            ErrorCode::LimitReached => "Llegaste al límite de salas; sal de alguna antes de unirte a otra.",
             ErrorCode::BadCredentials => "Credenciales incorrectas, intente nuevamente.",
             ErrorCode::RateLimited => "Demasiados intentos seguidos; espera un momento y vuelve a intentarlo.",
             ErrorCode::ServerFull => "El servidor tiene demasiadas conexiones; inténtalo más tarde.",
@@ -427,7 +435,15 @@ pub fn code_text(code: ErrorCode, lang: Lang) -> &'static str {
             }
             ErrorCode::InvalidName => "The full name must be 1 to 100 characters, with no tabs or control characters.",
             ErrorCode::InvalidText => "A message must be 1 to 2000 characters, with no control characters.",
+            ErrorCode::InvalidRoom => {
+                "A room name is # followed by 1 to 32 characters of unaccented letters, digits, dot, hyphen and underscore."
+            }
             ErrorCode::UserExists => "That username already exists. Try a different username.",
+            ErrorCode::NoSuchRoom => "That room does not exist.",
+            ErrorCode::NoSuchUser => "That user does not exist.",
+            ErrorCode::NotMember => "You are not in that room.",
+            ErrorCode::Forbidden => "That is not allowed: #general cannot be left.",
+            ErrorCode::LimitReached => "You reached the room limit; leave a room before joining another.",
             ErrorCode::BadCredentials => "Wrong username or password, please try again.",
             ErrorCode::RateLimited => "Too many attempts in a row; wait a moment and try again.",
             ErrorCode::ServerFull => "The server has too many connections; try again later.",

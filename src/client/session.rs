@@ -484,6 +484,11 @@ impl<'c> Session<'c> {
                 self.closing = Some((code, text, Instant::now() + BYE_GRACE));
                 Ok(None)
             }
+            // Rooms and private messages (protocol 1.1): this client does
+            // not use them yet, and a version 1 session is never sent them.
+            ServerLine::Post { .. } | ServerLine::Enter { .. } | ServerLine::Exit { .. } | ServerLine::Room { .. } => {
+                Ok(None)
+            }
             ServerLine::User { .. } | ServerLine::Hello { .. } => {
                 self.say(Text::IgnoredServerLine);
                 Ok(None)

@@ -36,8 +36,20 @@ pub enum ErrorCode {
     InvalidName,
     /// The message text breaks PROTOCOL.md 5.2.
     InvalidText,
+    /// A `#` target that breaks the room name rule (PROTOCOL.md 9.1).
+    InvalidRoom,
     /// REGISTER of a username that is taken (regardless of case).
     UserExists,
+    /// SEND, HISTORY or WHO to a room that has no members.
+    NoSuchRoom,
+    /// SEND or HISTORY to `@USER` when there is no such account.
+    NoSuchUser,
+    /// SEND, HISTORY, WHO or PART on a room the account is not in.
+    NotMember,
+    /// Something nobody may do (`PART #general`).
+    Forbidden,
+    /// JOIN past the account's room limits.
+    LimitReached,
     /// LOGIN failed, whatever the cause.
     BadCredentials,
     /// Too many attempts or messages; retry later.
@@ -71,7 +83,7 @@ pub enum ErrorLevel {
 
 impl ErrorCode {
     /// Every code, for parsing and for tests that walk the whole table.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::LineTooLong,
         ErrorCode::BadEncoding,
@@ -81,7 +93,13 @@ impl ErrorCode {
         ErrorCode::InvalidPassword,
         ErrorCode::InvalidName,
         ErrorCode::InvalidText,
+        ErrorCode::InvalidRoom,
         ErrorCode::UserExists,
+        ErrorCode::NoSuchRoom,
+        ErrorCode::NoSuchUser,
+        ErrorCode::NotMember,
+        ErrorCode::Forbidden,
+        ErrorCode::LimitReached,
         ErrorCode::BadCredentials,
         ErrorCode::RateLimited,
         ErrorCode::ServerFull,
@@ -104,7 +122,13 @@ impl ErrorCode {
             ErrorCode::InvalidPassword => "invalid-password",
             ErrorCode::InvalidName => "invalid-name",
             ErrorCode::InvalidText => "invalid-text",
+            ErrorCode::InvalidRoom => "invalid-room",
             ErrorCode::UserExists => "user-exists",
+            ErrorCode::NoSuchRoom => "no-such-room",
+            ErrorCode::NoSuchUser => "no-such-user",
+            ErrorCode::NotMember => "not-member",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::LimitReached => "limit-reached",
             ErrorCode::BadCredentials => "bad-credentials",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::ServerFull => "server-full",
@@ -129,7 +153,13 @@ impl ErrorCode {
             ErrorCode::InvalidPassword => "password must be 8 to 72 bytes without whitespace or control characters",
             ErrorCode::InvalidName => "full name must be 1 to 100 characters without control characters",
             ErrorCode::InvalidText => "text must be 1 to 2000 characters without control characters",
+            ErrorCode::InvalidRoom => "room must be # and 1 to 32 characters of A-Z a-z 0-9 _ . -",
             ErrorCode::UserExists => "username already exists",
+            ErrorCode::NoSuchRoom => "no such room",
+            ErrorCode::NoSuchUser => "no such user",
+            ErrorCode::NotMember => "you are not a member of that room",
+            ErrorCode::Forbidden => "that is not allowed",
+            ErrorCode::LimitReached => "room limit reached",
             ErrorCode::BadCredentials => "wrong username or password",
             ErrorCode::RateLimited => "too many attempts, retry later",
             ErrorCode::ServerFull => "too many connections",

@@ -16,17 +16,21 @@
 use std::sync::Arc;
 
 use super::code::ErrorCode;
-use super::journal::SayOp;
+use super::event::{Message, Target};
+use super::journal::{self, SayOp};
 use super::registry::Login;
 use super::reply::{Answer, Reply, ReplyTo};
-use super::session::Session;
+use super::rooms::{self, RoomListing, RoomRef};
+use super::session::{Me, Session};
 use super::validate;
-use crate::store::{Account, NewAccount, NewMessage};
+use crate::store::{Account, Conversation, Destination, NewAccount, NewMessage, Parted, Place, StoredMessage};
 
-/// Largest `N` of `HISTORY N`.
+/// Largest `N` of `HISTORY N` and `SYNC AFTER N`.
 pub const MAX_HISTORY: u32 = 1000;
 /// `N` of a bare `HISTORY`.
 pub const DEFAULT_HISTORY: u32 = 50;
+/// `N` of a bare `SYNC AFTER`.
+pub const DEFAULT_SYNC: u32 = 1000;
 /// Most fixed words any command takes.
 const MAX_WORDS: usize = 4;
 
@@ -167,7 +171,7 @@ pub struct Command {
     pub run: for<'s, 'c> fn(&mut Session<'c>, &ReplyTo, &Args<'s>) -> Ran,
 }
 
-/// The command table (PROTOCOL.md 4).
+/// The command table (PROTOCOL.md 4 and 9.2).
 pub const COMMANDS: &[Command] = &[
     Command {
         name: "REGISTER",
@@ -194,20 +198,60 @@ pub const COMMANDS: &[Command] = &[
         run: say,
     },
     Command {
+        name: "SEND",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Text { words: 1 },
+        pipelined: true,
+        run: send,
+    },
+    Command {
         name: "HISTORY",
         also: &[],
         state: State::LoggedIn,
-        shape: Shape::Words { min: 0, max: 2 },
+        shape: Shape::Words { min: 0, max: 3 },
         pipelined: false,
         run: history,
+    },
+    Command {
+        name: "SYNC",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 1, max: 2 },
+        pipelined: false,
+        run: sync,
     },
     Command {
         name: "WHO",
         also: &[],
         state: State::LoggedIn,
-        shape: Shape::Words { min: 0, max: 0 },
+        shape: Shape::Words { min: 0, max: 1 },
         pipelined: false,
         run: who,
+    },
+    Command {
+        name: "JOIN",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 1, max: 1 },
+        pipelined: false,
+        run: join,
+    },
+    Command {
+        name: "PART",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 1, max: 1 },
+        pipelined: false,
+        run: part,
+    },
+    Command {
+        name: "ROOMS",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 0, max: 0 },
+        pipelined: false,
+        run: list_rooms,
     },
     Command {
         name: "PING",
@@ -396,21 +440,87 @@ fn enter(session: &mut Session<'_>, account: Account) -> Answer {
     }
 }
 
-/// `SAY TEXT`: validated here, stored and acknowledged by the journal.
+/// The account a logged-in session acts as (the table's state check
+/// guarantees there is one).
+fn me<'s>(session: &'s Session<'_>) -> Result<&'s Me, ErrorCode> {
+    session.me.as_ref().ok_or(ErrorCode::NotLoggedIn)
+}
+
+/// `SAY TEXT`: a message to the lobby, validated here, stored and
+/// acknowledged by the journal.
 fn say(session: &mut Session<'_>, to: &ReplyTo, args: &Args<'_>) -> Ran {
     let text = validate::text(args.text())?;
+    take_message_token(session)?;
+    submit(session, to, text, Resolved::Lobby)
+}
+
+/// `SEND TARGET TEXT`: a message to a room or an account (PROTOCOL.md 9.2).
+fn send(session: &mut Session<'_>, to: &ReplyTo, args: &Args<'_>) -> Ran {
+    let target = Written::parse(args.word(0).unwrap_or(""))?.checked()?;
+    let text = validate::text(args.text())?;
+    take_message_token(session)?;
+    match resolve(session, target) {
+        Ok(resolved) => submit(session, to, text, resolved),
+        Err(code) => already_stored_or(session, to, code),
+    }
+}
+
+/// Takes one message from the session's allowance, or `rate-limited`.
+fn take_message_token(session: &mut Session<'_>) -> Result<(), ErrorCode> {
     let limits = &session.core.limits;
     if limits.msg_rate.is_enabled() && !session.messages.try_take(limits.msg_rate, limits.clock.now()) {
         return Err(ErrorCode::RateLimited);
     }
-    let me = session.me.as_ref().ok_or(ErrorCode::NotLoggedIn)?;
+    Ok(())
+}
+
+/// A message whose target check failed with `code`: if it is tagged and
+/// this account already stored a message under the tag, the original is
+/// the answer, whatever the target is now (PROTOCOL.md 9.4); otherwise
+/// `code`. Earlier messages still being stored are waited for first, so a
+/// resend right behind its original is recognised.
+fn already_stored_or(session: &mut Session<'_>, to: &ReplyTo, code: ErrorCode) -> Ran {
+    let Some(tag) = &to.tag else {
+        return Err(code);
+    };
+    session.settle();
+    let account = me(session)?.account_id;
+    match session.core.store.find_tag(account, tag) {
+        Ok(Some((id, ts))) => Ok(Outcome::Done(Answer::Stored { id, ts })),
+        Ok(None) => Err(code),
+        Err(e) => Err(session.failed("tag look-up", &e)),
+    }
+}
+
+/// Hands a checked message to the journal; its reply is owed from now on.
+fn submit(session: &mut Session<'_>, to: &ReplyTo, text: &str, resolved: Resolved) -> Ran {
+    let me = me(session)?;
+    let (destination, target) = match resolved {
+        Resolved::Lobby => (Destination::Lobby, Target::Lobby),
+        Resolved::Room(room) => (
+            Destination::Room(room.id),
+            Target::Room {
+                id: room.id,
+                name: room.name,
+            },
+        ),
+        Resolved::Account(account) => (
+            Destination::Account(account.id),
+            Target::Account {
+                id: account.id,
+                name: Arc::from(account.username),
+            },
+        ),
+    };
     let op = SayOp {
         message: NewMessage {
             user_id: me.account_id,
             body: text.to_string(),
             tag: to.tag.as_deref().map(str::to_string),
+            to: destination,
         },
         author: Arc::clone(&me.username),
+        target,
         connection: session.id,
         reply_to: to.clone(),
         outbox: Arc::clone(&session.outbox),
@@ -423,43 +533,280 @@ fn say(session: &mut Session<'_>, to: &ReplyTo, args: &Args<'_>) -> Ran {
     }
 }
 
-/// The numbers of `HISTORY [N [BEFORE]]`: how many, and below which id.
+/// A target as written: `#ROOM` or `@USER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written<'a> {
+    /// A room name, `#` included.
+    Room(&'a str),
+    /// A username, without its `@`.
+    Account(&'a str),
+}
+
+impl<'a> Written<'a> {
+    /// Reads a target's syntax: it starts with `#` or `@`.
+    ///
+    /// # Errors
+    /// `bad-request` for anything else.
+    pub fn parse(word: &'a str) -> Result<Written<'a>, ErrorCode> {
+        if word.starts_with('#') {
+            Ok(Written::Room(word))
+        } else if let Some(user) = word.strip_prefix('@') {
+            Ok(Written::Account(user))
+        } else {
+            Err(ErrorCode::BadRequest)
+        }
+    }
+
+    /// Checks the target's value.
+    ///
+    /// # Errors
+    /// `invalid-room` or `invalid-username`.
+    pub fn checked(self) -> Result<Written<'a>, ErrorCode> {
+        match self {
+            Written::Room(name) => validate::room(name).map(Written::Room),
+            Written::Account(name) => validate::username(name).map(Written::Account),
+        }
+    }
+}
+
+/// Where a command points, found.
+enum Resolved {
+    /// The lobby.
+    Lobby,
+    /// A room the account is in.
+    Room(RoomRef),
+    /// An existing account.
+    Account(Account),
+}
+
+/// Finds a checked target, in the order of PROTOCOL.md 9.4: `no-such-room`,
+/// then `not-member`, then `no-such-user`.
+fn resolve(session: &Session<'_>, target: Written<'_>) -> Result<Resolved, ErrorCode> {
+    let account = me(session)?.account_id;
+    match target {
+        Written::Room(name) if rooms::is_lobby(name) => Ok(Resolved::Lobby),
+        Written::Room(name) => {
+            let room = session.core.rooms.find(name).ok_or(ErrorCode::NoSuchRoom)?;
+            if !session.core.rooms.is_member(room.id, account) {
+                return Err(ErrorCode::NotMember);
+            }
+            Ok(Resolved::Room(room))
+        }
+        Written::Account(name) => session
+            .core
+            .store
+            .find_account(name)
+            .map_err(|e| session.failed("account look-up", &e))?
+            .map(Resolved::Account)
+            .ok_or(ErrorCode::NoSuchUser),
+    }
+}
+
+/// The arguments of `HISTORY [TARGET] [N [BEFORE]]`, their syntax
+/// checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryArgs<'a> {
+    /// The room or conversation; `None` for the lobby (version 1).
+    pub target: Option<Written<'a>>,
+    /// How many messages, 1 to [`MAX_HISTORY`].
+    pub limit: u32,
+    /// Only messages with an id below this one.
+    pub before: Option<i64>,
+}
+
+/// Reads the arguments of `HISTORY`: an optional `#ROOM` or `@USER`, then
+/// version 1's numbers.
 ///
 /// # Errors
-/// `bad-request` for anything but decimal digits with a value of 1 to
-/// [`MAX_HISTORY`], and a positive id.
-pub fn history_args(args: &Args<'_>) -> Result<(u32, Option<i64>), ErrorCode> {
+/// `bad-request` for a first word that is neither a target nor digits, for
+/// numbers that are not decimal digits with a value of 1 to
+/// [`MAX_HISTORY`] and a positive id, and for too many words.
+pub fn history_args<'a>(args: &Args<'a>) -> Result<HistoryArgs<'a>, ErrorCode> {
+    let words = args.words();
+    let (target, numbers) = match words.first() {
+        Some(first) if first.starts_with(['#', '@']) => (Some(Written::parse(first)?), &words[1..]),
+        _ => (None, words),
+    };
+    let (limit, before) = match numbers {
+        [] => (DEFAULT_HISTORY, None),
+        [n] => (history_limit(n)?, None),
+        [n, before] => (history_limit(n)?, Some(message_id(before)?)),
+        _ => return Err(ErrorCode::BadRequest),
+    };
+    Ok(HistoryArgs { target, limit, before })
+}
+
+/// `HISTORY [TARGET] [N [BEFORE]]`: the latest messages of the lobby, a
+/// room or a conversation, oldest first.
+fn history(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let request = history_args(args)?;
+    let target = request.target.map(Written::checked).transpose()?;
+    let conversation = match target.map(|t| resolve(session, t)).transpose()? {
+        None | Some(Resolved::Lobby) => Conversation::Lobby,
+        Some(Resolved::Room(room)) => Conversation::Room(room.id),
+        Some(Resolved::Account(other)) => Conversation::Between(me(session)?.account_id, other.id),
+    };
+    let stored = session
+        .core
+        .store
+        .history(conversation, request.limit, request.before)
+        .map_err(|e| session.failed("history", &e))?;
+    Ok(Outcome::Done(Answer::Messages(
+        stored.into_iter().map(message).collect(),
+    )))
+}
+
+/// Reads the arguments of `SYNC AFTER [N]`.
+///
+/// # Errors
+/// `bad-request` unless `AFTER` is decimal digits (0 allowed) and `N` as in
+/// `HISTORY`.
+pub fn sync_args(args: &Args<'_>) -> Result<(i64, u32), ErrorCode> {
+    let after = |word: &str| i64::try_from(digits(word)?).map_err(|_| ErrorCode::BadRequest);
     match args.words() {
-        [] => Ok((DEFAULT_HISTORY, None)),
-        [n] => Ok((history_limit(n)?, None)),
-        [n, before] => Ok((history_limit(n)?, Some(message_id(before)?))),
+        [a] => Ok((after(a)?, DEFAULT_SYNC)),
+        [a, n] => Ok((after(a)?, history_limit(n)?)),
         _ => Err(ErrorCode::BadRequest),
     }
 }
 
-/// `HISTORY [N [BEFORE]]`: the latest messages, oldest first.
-fn history(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
-    let (limit, before) = history_args(args)?;
+/// `SYNC AFTER [N]`: everything the account may read now with an id above
+/// `AFTER`, oldest first: how a client catches up after reconnecting.
+fn sync(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let (after, limit) = sync_args(args)?;
+    let account = me(session)?.account_id;
     let stored = session
         .core
         .store
-        .history(limit, before)
-        .map_err(|e| session.failed("history", &e))?;
-    let messages = stored
-        .into_iter()
-        .map(|m| super::event::Message {
-            id: m.id,
-            ts: m.ts,
-            author: Arc::from(m.username),
-            text: Arc::from(m.body),
-        })
-        .collect();
-    Ok(Outcome::Done(Answer::Messages(messages)))
+        .sync(account, after, limit)
+        .map_err(|e| session.failed("sync", &e))?;
+    Ok(Outcome::Done(Answer::Messages(
+        stored.into_iter().map(message).collect(),
+    )))
 }
 
-/// `WHO`: the accounts online.
-fn who(session: &mut Session<'_>, _: &ReplyTo, _: &Args<'_>) -> Ran {
-    Ok(Outcome::Done(Answer::People(session.core.registry.who())))
+/// A stored message as sessions are told of it.
+fn message(m: StoredMessage) -> Message {
+    let target = match m.place {
+        Place::Lobby => Target::Lobby,
+        Place::Room { id, name } => Target::Room {
+            id,
+            name: Arc::from(name),
+        },
+        Place::Account { id, username } => Target::Account {
+            id,
+            name: Arc::from(username),
+        },
+    };
+    Message {
+        id: m.id,
+        ts: m.ts,
+        author_id: m.user_id,
+        author: Arc::from(m.username),
+        text: Arc::from(m.body),
+        target,
+    }
+}
+
+/// `JOIN #ROOM`: become a member, creating the room if it has none.
+fn join(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let name = validate::room(args.word(0).unwrap_or(""))?;
+    let (account, username) = {
+        let me = me(session)?;
+        (me.account_id, Arc::clone(&me.username))
+    };
+    if rooms::is_lobby(name) {
+        return Ok(Outcome::Done(Answer::Room(Arc::from(rooms::LOBBY))));
+    }
+    let core = session.core;
+    let existing = core.rooms.find(name);
+    if let Some(room) = &existing
+        && core.rooms.is_member(room.id, account)
+    {
+        return Ok(Outcome::Done(Answer::Room(Arc::clone(&room.name))));
+    }
+    let limits = &core.limits;
+    let most = limits.config.max_rooms_per_account;
+    let creating = existing.is_none();
+    if (most > 0 && core.rooms.count_of(account) >= most) || (creating && !limits.room_creations.allows(&account)) {
+        return Err(ErrorCode::LimitReached);
+    }
+    let member = journal::Member {
+        account,
+        username,
+        origin: session.id,
+    };
+    let joined = core
+        .journal
+        .join(member, name)
+        .map_err(|e| session.failed("join", &e))?;
+    if joined.created {
+        limits.room_creations.take(&account);
+    }
+    Ok(Outcome::Done(Answer::Room(Arc::from(joined.name))))
+}
+
+/// `PART #ROOM`: stop being a member; the room ends with its last member.
+fn part(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let name = validate::room(args.word(0).unwrap_or(""))?;
+    if rooms::is_lobby(name) {
+        return Err(ErrorCode::Forbidden);
+    }
+    let (account, username) = {
+        let me = me(session)?;
+        (me.account_id, Arc::clone(&me.username))
+    };
+    let core = session.core;
+    let room = core
+        .rooms
+        .find(name)
+        .filter(|room| core.rooms.is_member(room.id, account))
+        .ok_or(ErrorCode::NotMember)?;
+    let member = journal::Member {
+        account,
+        username,
+        origin: session.id,
+    };
+    match core.journal.part(member, room.clone()) {
+        Ok(Parted::Left { .. }) => Ok(Outcome::Done(Answer::Room(room.name))),
+        Ok(Parted::NotMember) => Err(ErrorCode::NotMember),
+        Err(e) => Err(session.failed("part", &e)),
+    }
+}
+
+/// `ROOMS`: every room with its member count, the lobby included.
+fn list_rooms(session: &mut Session<'_>, _: &ReplyTo, _: &Args<'_>) -> Ran {
+    let account = me(session)?.account_id;
+    let core = session.core;
+    let everyone = core.store.count_accounts().map_err(|e| session.failed("rooms", &e))?;
+    let mut listing = core.rooms.listing(account);
+    listing.push(RoomListing {
+        name: Arc::from(rooms::LOBBY),
+        members: everyone,
+        member: true,
+    });
+    listing.sort_by_key(|room| room.name.to_ascii_lowercase());
+    Ok(Outcome::Done(Answer::Rooms(listing)))
+}
+
+/// `WHO [#ROOM]`: the accounts online, or a room's members online.
+fn who(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let core = session.core;
+    let Some(word) = args.word(0) else {
+        return Ok(Outcome::Done(Answer::People(core.registry.who())));
+    };
+    // Anything but a room is version 1's extra argument.
+    if !word.starts_with('#') {
+        return Err(ErrorCode::BadRequest);
+    }
+    let name = validate::room(word)?;
+    match resolve(session, Written::Room(name))? {
+        Resolved::Room(room) => {
+            let members = core.rooms.members(room.id);
+            Ok(Outcome::Done(Answer::People(core.registry.who_of(&members))))
+        }
+        _ => Ok(Outcome::Done(Answer::People(core.registry.who()))),
+    }
 }
 
 /// `PING [TOKEN]`.
@@ -564,11 +911,16 @@ mod tests {
     }
 
     #[test]
-    fn history_numbers() {
-        let args = |rest| history_args(&find("HISTORY").unwrap().shape.split(rest)?);
-        assert_eq!(args(None), Ok((50, None)));
-        assert_eq!(args(Some("007 12")), Ok((7, Some(12))));
-        assert_eq!(args(Some("1000")), Ok((1000, None)));
+    fn history_numbers_and_targets() {
+        let args =
+            |rest| history_args(&find("HISTORY").unwrap().shape.split(rest)?).map(|a| (a.target, a.limit, a.before));
+        assert_eq!(args(None), Ok((None, 50, None)));
+        assert_eq!(args(Some("007 12")), Ok((None, 7, Some(12))));
+        assert_eq!(args(Some("1000")), Ok((None, 1000, None)));
+        assert_eq!(args(Some("#sala")), Ok((Some(Written::Room("#sala")), 50, None)));
+        assert_eq!(args(Some("@ana 5 9")), Ok((Some(Written::Account("ana")), 5, Some(9))));
+        // Syntax before values: a bad number wins over a bad room name.
+        assert_eq!(args(Some("#bad!name 0")), Err(ErrorCode::BadRequest));
         for bad in [
             "0",
             "1001",
@@ -579,15 +931,57 @@ mod tests {
             "5 6 7",
             "99999999999999999999999",
             "",
+            "sala 5",
+            "#a 5 6 7",
         ] {
             assert_eq!(args(Some(bad)), Err(ErrorCode::BadRequest), "{bad}");
         }
     }
 
     #[test]
+    fn sync_takes_an_id_and_a_count() {
+        let args = |rest| sync_args(&find("SYNC").unwrap().shape.split(rest)?);
+        assert_eq!(args(Some("0")), Ok((0, 1000)));
+        assert_eq!(args(Some("41 7")), Ok((41, 7)));
+        for bad in [
+            None,
+            Some("x"),
+            Some("-1"),
+            Some("1 0"),
+            Some("1 1001"),
+            Some("1 2 3"),
+            Some("99999999999999999999"),
+        ] {
+            assert_eq!(args(bad), Err(ErrorCode::BadRequest), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targets_are_read_then_checked() {
+        assert_eq!(Written::parse("sala"), Err(ErrorCode::BadRequest));
+        assert_eq!(
+            Written::parse("#x!").and_then(Written::checked),
+            Err(ErrorCode::InvalidRoom)
+        );
+        assert_eq!(
+            Written::parse("@a b").and_then(Written::checked),
+            Err(ErrorCode::InvalidUsername)
+        );
+        assert_eq!(
+            Written::parse("@").and_then(Written::checked),
+            Err(ErrorCode::InvalidUsername)
+        );
+        assert_eq!(
+            Written::parse("@Ana").and_then(Written::checked),
+            Ok(Written::Account("Ana"))
+        );
+    }
+
+    #[test]
     fn who_ping_and_quit_shapes() {
         assert!(split("WHO", None).is_ok());
-        assert_eq!(split("WHO", Some("x")), Err(ErrorCode::BadRequest));
+        assert!(split("WHO", Some("#sala")).is_ok());
+        assert_eq!(split("WHO", Some("#a #b")), Err(ErrorCode::BadRequest));
         assert!(split("PING", Some("abc-1")).is_ok());
         assert_eq!(split("PING", Some("a b")), Err(ErrorCode::BadRequest));
         assert_eq!(split("QUIT", Some("adiós a todos")), Ok(vec![]));

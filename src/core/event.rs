@@ -1,22 +1,48 @@
 //! What happens to a session without its asking, as types: stored messages,
-//! presence and the server's goodbye. Codecs turn them into bytes once per
-//! wire protocol in use (see [`super::fanout`]).
+//! presence, room membership and the server's goodbye. Codecs turn them
+//! into bytes once per wire protocol in use (see [`super::fanout`]).
 
 use std::sync::Arc;
 
 use super::code::ErrorCode;
 
+/// Where a message was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The lobby, `#general`: delivered as a version 1 `MSG`.
+    Lobby,
+    /// A room.
+    Room {
+        /// The room's id (a room re-created after it ended has a new one).
+        id: i64,
+        /// Its name, `#` included, with the case of the JOIN that made it.
+        name: Arc<str>,
+    },
+    /// One account: a private message.
+    Account {
+        /// The addressee's account id.
+        id: i64,
+        /// The addressee's username as registered.
+        name: Arc<str>,
+    },
+}
+
 /// A stored message, as events and `HISTORY` carry it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    /// Its id: strictly increasing in storage order.
+    /// Its id: strictly increasing in storage order, one sequence for the
+    /// lobby, every room and every private conversation.
     pub id: i64,
     /// Milliseconds since the Unix epoch when it was stored.
     pub ts: i64,
+    /// Author's account id (a private message reaches author and addressee).
+    pub author_id: i64,
     /// Author's username as registered.
     pub author: Arc<str>,
     /// The trimmed text (may contain TAB).
     pub text: Arc<str>,
+    /// Where it was sent.
+    pub target: Target,
 }
 
 /// Something a session learns without asking.
@@ -28,6 +54,20 @@ pub enum Event {
     Online(Arc<str>),
     /// An account went offline (its last session ended).
     Offline(Arc<str>),
+    /// An account joined a room.
+    Enter {
+        /// The room's name.
+        room: Arc<str>,
+        /// The account's username.
+        user: Arc<str>,
+    },
+    /// An account left a room.
+    Exit {
+        /// The room's name.
+        room: Arc<str>,
+        /// The account's username.
+        user: Arc<str>,
+    },
     /// The server is about to close this connection, for this reason.
     Bye(ErrorCode),
 }

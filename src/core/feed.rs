@@ -15,6 +15,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::event::{Event, Message};
+use super::rooms::MembershipChange;
 
 /// Identifies one connection for the life of the server process.
 pub type ConnectionId = u64;
@@ -38,6 +39,13 @@ pub enum Entry {
     },
     /// A presence change.
     Presence(PresenceChange),
+    /// An account joined or left a room.
+    Membership {
+        /// What changed.
+        change: MembershipChange,
+        /// The connection that asked for it: it got the `OK`, not the event.
+        origin: ConnectionId,
+    },
 }
 
 /// An account came online or went offline.

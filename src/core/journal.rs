@@ -20,11 +20,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use super::code::ErrorCode;
-use super::event::Message;
+use super::event::{Message, Target};
 use super::feed::{Committed, ConnectionId, Entry, Feed, PresenceChange, PresenceSink};
 use super::outbox::Outbox;
 use super::reply::{Answer, Reply, ReplyTo};
-use crate::store::{Account, Appended, CreateAccountError, Millis, NewAccount, NewMessage, StoreError, StoreWriter};
+use super::rooms::{MembershipChange, RoomRef};
+use crate::store::{
+    Account, AccountId, Appended, CreateAccountError, Joined, Millis, NewAccount, NewMessage, Parted, StoreError,
+    StoreWriter,
+};
 
 /// Most messages stored in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -46,6 +50,8 @@ pub struct SayOp {
     pub message: NewMessage,
     /// The author's username, for the delivered message.
     pub author: Arc<str>,
+    /// Where it goes, with the names a reader sees.
+    pub target: Target,
     /// The sending connection: it gets the reply, not the event.
     pub connection: ConnectionId,
     /// The command the reply answers.
@@ -65,10 +71,43 @@ struct RegisterOp {
     reply: Sender<Result<Account, CreateAccountError>>,
 }
 
+/// Who changes their membership of a room, and who asked.
+pub struct Member {
+    /// The account.
+    pub account: AccountId,
+    /// Its username, for `ENTER`/`EXIT`.
+    pub username: Arc<str>,
+    /// The connection that asked: it gets the reply, not the event.
+    pub origin: ConnectionId,
+}
+
+/// A JOIN or PART on its way to storage.
+enum MembershipOp {
+    /// Join (or create) the room with this name.
+    Join {
+        /// Who.
+        member: Member,
+        /// The room's name as the JOIN spelled it.
+        name: String,
+        /// Where the outcome goes, once delivered.
+        reply: Sender<Result<Joined, StoreError>>,
+    },
+    /// Leave this room.
+    Part {
+        /// Who.
+        member: Member,
+        /// The room.
+        room: RoomRef,
+        /// Where the outcome goes, once delivered.
+        reply: Sender<Result<Parted, StoreError>>,
+    },
+}
+
 /// Work for the journal thread.
 enum Op {
     Say(SayOp),
     Register(RegisterOp),
+    Membership(MembershipOp),
     Presence(PresenceChange),
     /// Finish what is queued before this, then exit.
     Stop,
@@ -116,6 +155,37 @@ impl Journal {
         outcome.recv().map_err(|_| stopped())?
     }
 
+    /// Makes `member` a member of the room `name` (creating it if it has no
+    /// members), stored durably, and waits until the change is delivered:
+    /// from then on the member's sessions receive the room's messages.
+    ///
+    /// # Errors
+    /// [`StoreError`] from storage (nothing changed); a stopped journal is
+    /// [`StoreError::Stopped`].
+    pub fn join(&self, member: Member, name: &str) -> Result<Joined, StoreError> {
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let op = MembershipOp::Join {
+            member,
+            name: name.to_string(),
+            reply,
+        };
+        self.ops.send(Op::Membership(op)).map_err(|_| StoreError::Stopped)?;
+        outcome.recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Ends `member`'s membership of `room`, stored durably, and waits until
+    /// the change is delivered: the member's sessions receive nothing more
+    /// of the room.
+    ///
+    /// # Errors
+    /// As [`Journal::join`].
+    pub fn part(&self, member: Member, room: RoomRef) -> Result<Parted, StoreError> {
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let op = MembershipOp::Part { member, room, reply };
+        self.ops.send(Op::Membership(op)).map_err(|_| StoreError::Stopped)?;
+        outcome.recv().map_err(|_| StoreError::Stopped)?
+    }
+
     /// Asks the journal to finish everything queued so far and exit.
     pub fn stop(&self) {
         let _ = self.ops.send(Op::Stop);
@@ -143,6 +213,79 @@ enum Slot {
     Say(usize),
     /// A presence change.
     Presence(PresenceChange),
+    /// A stored membership change and the connection that asked for it.
+    Membership(MembershipChange, ConnectionId),
+}
+
+/// The outcome of a membership change, sent once its batch is delivered.
+enum Settled {
+    /// Of a JOIN.
+    Joined(Sender<Result<Joined, StoreError>>, Result<Joined, StoreError>),
+    /// Of a PART.
+    Parted(Sender<Result<Parted, StoreError>>, Result<Parted, StoreError>),
+}
+
+impl Settled {
+    fn send(self) {
+        match self {
+            Settled::Joined(to, outcome) => {
+                let _ = to.send(outcome);
+            }
+            Settled::Parted(to, outcome) => {
+                let _ = to.send(outcome);
+            }
+        }
+    }
+}
+
+/// Stores a membership change at once (its own transaction), so it takes
+/// its place in the batch in the order received; its outcome waits in
+/// `settled` until the batch is delivered.
+fn change_membership(
+    writer: &mut dyn StoreWriter,
+    op: MembershipOp,
+    slots: &mut Vec<Slot>,
+    settled: &mut Vec<Settled>,
+) {
+    match op {
+        MembershipOp::Join { member, name, reply } => {
+            let outcome = writer.join(member.account, &name, now_ms());
+            match &outcome {
+                Ok(joined) if !joined.already => {
+                    let change = MembershipChange {
+                        room: RoomRef {
+                            id: joined.room,
+                            name: Arc::from(joined.name.as_str()),
+                        },
+                        account: member.account,
+                        username: member.username,
+                        joined: true,
+                    };
+                    slots.push(Slot::Membership(change, member.origin));
+                }
+                Ok(_) => {}
+                Err(e) => log::error!("a JOIN could not be stored: {e}"),
+            }
+            settled.push(Settled::Joined(reply, outcome));
+        }
+        MembershipOp::Part { member, room, reply } => {
+            let outcome = writer.part(member.account, room.id, now_ms());
+            match &outcome {
+                Ok(Parted::Left { .. }) => {
+                    let change = MembershipChange {
+                        room,
+                        account: member.account,
+                        username: member.username,
+                        joined: false,
+                    };
+                    slots.push(Slot::Membership(change, member.origin));
+                }
+                Ok(Parted::NotMember) => {}
+                Err(e) => log::error!("a PART could not be stored: {e}"),
+            }
+            settled.push(Settled::Parted(reply, outcome));
+        }
+    }
 }
 
 /// The journal thread's loop.
@@ -150,6 +293,7 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
     let mut says: Vec<SayOp> = Vec::new();
     let mut slots: Vec<Slot> = Vec::new();
     let mut messages: Vec<NewMessage> = Vec::new();
+    let mut settled: Vec<Settled> = Vec::new();
     // Timestamps never go backwards, even if the wall clock does.
     let mut last_ts: Millis = 0;
     let mut stopping = false;
@@ -171,6 +315,7 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
                     crowded |= change.sessions > PRESENCE_ROOM;
                     slots.push(Slot::Presence(change));
                 }
+                Op::Membership(op) => change_membership(writer.as_mut(), op, &mut slots, &mut settled),
                 Op::Register(op) => {
                     let outcome = writer.create_account(&op.account, now_ms());
                     if let Err(CreateAccountError::Store(e)) = &outcome {
@@ -191,6 +336,9 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
             }
         }
         if slots.is_empty() {
+            for outcome in settled.drain(..) {
+                outcome.send();
+            }
             continue;
         }
         last_ts = last_ts.max(now_ms());
@@ -198,6 +346,7 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
             user_id: op.message.user_id,
             body: std::mem::take(&mut op.message.body),
             tag: op.message.tag.take(),
+            to: op.message.to,
         }));
         let outcomes = if messages.is_empty() {
             Ok(Vec::new())
@@ -216,9 +365,13 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
             feed.publish(batch);
         }
         // Only now may the senders' later replies go out: with a local feed
-        // the batch's events are already queued ahead of them.
+        // the batch's events are already queued ahead of them, and its
+        // membership changes are in force.
         for op in says.drain(..) {
             let _ = op.done.send(());
+        }
+        for outcome in settled.drain(..) {
+            outcome.send();
         }
     }
 }
@@ -252,6 +405,10 @@ fn acknowledge(
                 batch.entries.push(Entry::Presence(change));
                 continue;
             }
+            Slot::Membership(change, origin) => {
+                batch.entries.push(Entry::Membership { change, origin });
+                continue;
+            }
             Slot::Say(i) => i,
         };
         let op = &says[i];
@@ -277,8 +434,10 @@ fn acknowledge(
             let message = Message {
                 id,
                 ts,
+                author_id: op.message.user_id,
                 author: Arc::clone(&op.author),
                 text: Arc::from(std::mem::take(&mut messages[i].body)),
+                target: op.target.clone(),
             };
             batch.entries.push(Entry::Message {
                 message: Arc::new(message),
@@ -305,6 +464,7 @@ fn refuse(says: &[SayOp], slots: &mut Vec<Slot>) -> Committed {
         .drain(..)
         .filter_map(|slot| match slot {
             Slot::Presence(change) => Some(Entry::Presence(change)),
+            Slot::Membership(change, origin) => Some(Entry::Membership { change, origin }),
             Slot::Say(_) => None,
         })
         .collect();
@@ -332,6 +492,12 @@ mod tests {
                 seen.push(match entry {
                     Entry::Message { message, origin } => format!("{} {} from {origin}", message.id, message.text),
                     Entry::Presence(change) => format!("{:?} from {}", change.event, change.origin),
+                    Entry::Membership { change, origin } => {
+                        format!(
+                            "{} {} {} from {origin}",
+                            change.username, change.joined, change.room.name
+                        )
+                    }
                 });
             }
         }
@@ -375,8 +541,10 @@ mod tests {
                 user_id: who.id,
                 body: text.into(),
                 tag: tag.map(Into::into),
+                to: crate::store::Destination::Lobby,
             },
             author: Arc::from(who.username.as_str()),
+            target: Target::Lobby,
             connection: 7,
             reply_to: ReplyTo::new(tag, Some("SAY")),
             outbox: conn.outbox.clone(),
@@ -419,8 +587,46 @@ mod tests {
             *f.feed.0.lock().unwrap(),
             ["Online(\"ana\") from 7", "1 uno from 7", "2 dos from 7"]
         );
-        let stored: Vec<String> = f.store.history(10, None).unwrap().into_iter().map(|m| m.body).collect();
+        let stored: Vec<String> = f
+            .store
+            .history(crate::store::Conversation::Lobby, 10, None)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
         assert_eq!(stored, ["uno", "dos"]);
+        f.journal.stop();
+        f.thread.join().unwrap();
+    }
+
+    #[test]
+    fn joins_and_parts_are_stored_then_published_then_answered() {
+        let f = start();
+        let ana = account(&f.journal, "ana");
+        let member = |origin| Member {
+            account: ana.id,
+            username: Arc::from("ana"),
+            origin,
+        };
+        let joined = f.journal.join(member(3), "#Clase").unwrap();
+        assert!(joined.created && !joined.already);
+        assert_eq!(*f.feed.0.lock().unwrap(), ["ana true #Clase from 3"]);
+        // Already a member: stored nothing new, published nothing.
+        assert!(f.journal.join(member(4), "#clase").unwrap().already);
+        let room = RoomRef {
+            id: joined.room,
+            name: Arc::from("#Clase"),
+        };
+        assert_eq!(
+            f.journal.part(member(4), room.clone()).unwrap(),
+            Parted::Left { ended: true }
+        );
+        assert_eq!(f.journal.part(member(4), room).unwrap(), Parted::NotMember);
+        assert_eq!(
+            *f.feed.0.lock().unwrap(),
+            ["ana true #Clase from 3", "ana false #Clase from 4"]
+        );
+        assert!(f.store.live_rooms().unwrap().is_empty());
         f.journal.stop();
         f.thread.join().unwrap();
     }
@@ -437,7 +643,13 @@ mod tests {
         f.journal.stop();
         f.thread.join().unwrap();
         assert_eq!(acked.try_iter().count(), 100);
-        assert_eq!(f.store.history(1000, None).unwrap().len(), 100);
+        assert_eq!(
+            f.store
+                .history(crate::store::Conversation::Lobby, 1000, None)
+                .unwrap()
+                .len(),
+            100
+        );
         assert!(
             !f.journal.say(say(&conn, &done, &ana, "late", None)),
             "a stopped journal refuses"

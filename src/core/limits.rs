@@ -184,6 +184,8 @@ pub struct Limits {
     pub address_failures: KeyedLimiter<IpAddr>,
     /// Registrations by source address.
     pub registrations: KeyedLimiter<IpAddr>,
+    /// Rooms created by account id.
+    pub room_creations: KeyedLimiter<i64>,
     /// The clock every limiter reads.
     pub clock: Arc<dyn Clock>,
 }
@@ -207,6 +209,10 @@ impl Limits {
             ),
             registrations: KeyedLimiter::new(
                 Rate::per(config.registrations_per_address, Duration::from_secs(3600)),
+                Arc::clone(&clock),
+            ),
+            room_creations: KeyedLimiter::new(
+                Rate::per(config.rooms_created_per_hour, Duration::from_secs(3600)),
                 Arc::clone(&clock),
             ),
             clock,

@@ -19,6 +19,7 @@
 //! - [`commands`]: the command table and one function per command.
 //! - [`session`]: one connection's state and the order of its replies.
 //! - [`registry`]: connections, sessions, presence.
+//! - [`rooms`]: which rooms exist and who is in them, as delivered.
 //! - [`journal`]: group commit and acknowledgement.
 //! - [`feed`]: committed batches on their way to delivery.
 //! - [`fanout`]: batches to sessions.
@@ -37,6 +38,7 @@ pub mod limits;
 pub mod outbox;
 pub mod registry;
 pub mod reply;
+pub mod rooms;
 pub mod session;
 pub mod transport;
 pub mod validate;
@@ -59,6 +61,7 @@ use feed::LocalFeed;
 use journal::Journal;
 use limits::{Limits, SystemClock};
 use registry::Registry;
+use rooms::Rooms;
 
 /// Why the core could not start.
 #[derive(Debug, Error)]
@@ -85,6 +88,8 @@ pub struct Core {
     pub config: Config,
     /// Connections and logged-in sessions.
     pub registry: Arc<Registry>,
+    /// Rooms and their members, as delivered.
+    pub rooms: Arc<Rooms>,
     /// Reads: accounts and history.
     pub store: Arc<dyn Store>,
     /// bcrypt, off the session threads' hot path.
@@ -131,6 +136,7 @@ impl Core {
         };
         let store = SqliteStore::open(&config.db, config.sync).map_err(store_error)?;
         let writer = store.open_writer().map_err(store_error)?;
+        let rooms = Arc::new(Rooms::new(store.live_rooms().map_err(store_error)?));
         let threads = match config.hash_threads {
             0 => thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -139,11 +145,12 @@ impl Core {
         let feed = LocalFeed::new();
         let (journal, journal_thread) = Journal::start(writer, Arc::clone(&feed) as Arc<dyn feed::Feed>)?;
         let registry = Arc::new(Registry::new(Arc::new(journal.clone())));
-        feed.subscribe(Fanout::new(Arc::clone(&registry)));
+        feed.subscribe(Fanout::new(Arc::clone(&registry), Arc::clone(&rooms)));
         let limits = Limits::new(config.limits.clone(), clock);
         let core = Arc::new(Core {
             config,
             registry,
+            rooms,
             store: Arc::new(store),
             hasher,
             journal,

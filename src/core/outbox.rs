@@ -31,7 +31,7 @@
 //! while blocking, and the registry lock may be held while taking it (never
 //! the other way round).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -74,6 +74,25 @@ pub struct Recipient {
     pub since: u64,
 }
 
+/// Which entries of a batch each session receives beyond those for
+/// everyone: by connection, the indexes of its entries, in order. Shared by
+/// every flavor's encoding of one batch.
+pub type Targeted = HashMap<ConnectionId, Vec<u32>>;
+
+/// One encoded entry of a batch.
+#[derive(Clone, Copy, Debug)]
+struct Line {
+    /// Where it ends in the batch's bytes.
+    end: usize,
+    /// For everyone (lobby messages, presence) or only for the sessions
+    /// [`Targeted`] names (rooms, private messages, membership).
+    everyone: bool,
+    /// The connection that caused it: it does not receive it.
+    origin: u64,
+    /// The registry change from which sessions see it (presence), or 0.
+    change: u64,
+}
+
 /// The events of one committed batch, encoded once for one flavor and
 /// shared by every recipient of that flavor: a room of N sessions costs one
 /// push per session per batch, not one per line.
@@ -81,29 +100,59 @@ pub struct Recipient {
 pub struct EncodedBatch {
     /// The encoded entries, back to back.
     bytes: Vec<u8>,
-    /// For each entry: where it ends in `bytes`, the connection that caused
-    /// it, and the change number from which recipients see it (0 for
-    /// messages, which every session receives).
-    lines: Vec<(usize, u64, u64)>,
-    /// The distinct connections that caused entries, usually few.
+    /// Each entry's end, audience and origin.
+    lines: Vec<Line>,
+    /// The distinct connections that caused entries for everyone, usually
+    /// few.
     authors: Vec<u64>,
     /// The lowest change number of any presence entry, if there is one.
     oldest_change: Option<u64>,
+    /// Who receives the entries that are not for everyone.
+    targeted: Arc<Targeted>,
+    /// Whether any entry is not for everyone.
+    any_targeted: bool,
 }
 
 impl EncodedBatch {
-    /// Appends one entry caused by connection `origin`, written by `encode`;
-    /// only sessions logged in before registry change `change` receive it
-    /// (0: every session but `origin`).
+    /// A batch whose entries that are not for everyone go to the sessions
+    /// `targeted` names.
+    pub fn new(targeted: Arc<Targeted>) -> EncodedBatch {
+        EncodedBatch {
+            targeted,
+            ..EncodedBatch::default()
+        }
+    }
+
+    /// Appends one entry for everyone but connection `origin`, written by
+    /// `encode`; only sessions logged in before registry change `change`
+    /// receive it (0: every session but `origin`).
     pub fn append(&mut self, origin: u64, change: u64, encode: impl FnOnce(&mut Vec<u8>)) {
         encode(&mut self.bytes);
-        self.lines.push((self.bytes.len(), origin, change));
+        self.lines.push(Line {
+            end: self.bytes.len(),
+            everyone: true,
+            origin,
+            change,
+        });
         if change != 0 {
             self.oldest_change = Some(self.oldest_change.map_or(change, |oldest| oldest.min(change)));
         }
         if !self.authors.contains(&origin) {
             self.authors.push(origin);
         }
+    }
+
+    /// Appends one entry for the sessions that the batch's [`Targeted`]
+    /// lists with this entry's index.
+    pub fn append_targeted(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.bytes);
+        self.lines.push(Line {
+            end: self.bytes.len(),
+            everyone: false,
+            origin: 0,
+            change: 0,
+        });
+        self.any_targeted = true;
     }
 
     /// Whether the batch holds no bytes.
@@ -113,12 +162,23 @@ impl EncodedBatch {
 
     /// Whether `to` receives every line (the common case, one slice).
     fn takes_all(&self, to: Recipient) -> bool {
-        !self.authors.contains(&to.connection) && self.oldest_change.is_none_or(|oldest| to.since < oldest)
+        !self.any_targeted
+            && !self.authors.contains(&to.connection)
+            && self.oldest_change.is_none_or(|oldest| to.since < oldest)
     }
 
-    /// Whether `to` receives the line caused by `origin` at `change`.
-    fn is_for(to: Recipient, origin: u64, change: u64) -> bool {
-        origin != to.connection && (change == 0 || to.since < change)
+    /// Whether `to`, whose targeted entries are `mine`, receives line `i`.
+    fn is_for(line: &Line, i: usize, to: Recipient, mine: &[u32]) -> bool {
+        if line.everyone {
+            line.origin != to.connection && (line.change == 0 || to.since < line.change)
+        } else {
+            u32::try_from(i).is_ok_and(|i| mine.binary_search(&i).is_ok())
+        }
+    }
+
+    /// The targeted entries of `to`.
+    fn mine(&self, to: Recipient) -> &[u32] {
+        self.targeted.get(&to.connection).map_or(&[], Vec::as_slice)
     }
 
     /// Bytes `to` receives of this batch.
@@ -126,13 +186,14 @@ impl EncodedBatch {
         if self.takes_all(to) {
             return self.bytes.len();
         }
+        let mine = self.mine(to);
         let mut start = 0;
         let mut total = 0;
-        for &(end, origin, change) in &self.lines {
-            if EncodedBatch::is_for(to, origin, change) {
-                total += end - start;
+        for (i, line) in self.lines.iter().enumerate() {
+            if EncodedBatch::is_for(line, i, to, mine) {
+                total += line.end - start;
             }
-            start = end;
+            start = line.end;
         }
         total
     }
@@ -144,15 +205,16 @@ impl EncodedBatch {
             out.push(IoSlice::new(&self.bytes));
             return;
         }
+        let mine = self.mine(to);
         let (mut run_start, mut start) = (0, 0);
-        for &(end, origin, change) in &self.lines {
-            if !EncodedBatch::is_for(to, origin, change) {
+        for (i, line) in self.lines.iter().enumerate() {
+            if !EncodedBatch::is_for(line, i, to, mine) {
                 if run_start < start {
                     out.push(IoSlice::new(&self.bytes[run_start..start]));
                 }
-                run_start = end;
+                run_start = line.end;
             }
-            start = end;
+            start = line.end;
         }
         if run_start < start {
             out.push(IoSlice::new(&self.bytes[run_start..start]));

@@ -9,7 +9,7 @@
 //! which keeps each account's JOIN and LEAVE in the order of the logins and
 //! logouts that caused them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::code::ErrorCode;
@@ -67,6 +67,8 @@ struct Inner {
     connections: HashMap<ConnectionId, Arc<Outbox>>,
     /// Logged-in sessions.
     sessions: HashMap<ConnectionId, Session>,
+    /// The logged-in sessions of each account that has any.
+    by_account: HashMap<i64, Vec<ConnectionId>>,
     /// Counts logins and logouts; orders presence changes against logins.
     changes: u64,
     /// Online accounts by account id.
@@ -126,6 +128,7 @@ impl Registry {
                 outbox: Arc::clone(outbox),
             },
         );
+        inner.by_account.entry(login.account_id).or_default().push(id);
         inner.snapshot = None;
         let presence = inner.presence.entry(login.account_id).or_insert_with(|| Presence {
             username: Arc::clone(&login.username),
@@ -152,6 +155,12 @@ impl Registry {
         let Some(session) = inner.sessions.remove(&id) else {
             return;
         };
+        if let Some(of_account) = inner.by_account.get_mut(&session.account_id) {
+            of_account.retain(|&c| c != id);
+            if of_account.is_empty() {
+                inner.by_account.remove(&session.account_id);
+            }
+        }
         inner.snapshot = None;
         inner.changes += 1;
         let change = inner.changes;
@@ -194,14 +203,48 @@ impl Registry {
         members
     }
 
+    /// The logged-in sessions of `accounts` (a fan-out to a room touches
+    /// only its members' sessions), appended to `out`.
+    pub fn sessions_of(&self, accounts: &[i64], out: &mut Vec<(i64, Member)>) {
+        let inner = self.lock();
+        for &account in accounts {
+            for connection in inner.by_account.get(&account).into_iter().flatten() {
+                if let Some(session) = inner.sessions.get(connection) {
+                    out.push((
+                        account,
+                        Member {
+                            recipient: Recipient {
+                                connection: *connection,
+                                since: session.since,
+                            },
+                            outbox: Arc::clone(&session.outbox),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
     /// The online accounts, sorted by username regardless of case, once per
     /// account.
     pub fn who(&self) -> Vec<Person> {
+        self.who_among(|_| true)
+    }
+
+    /// The online accounts among `accounts` (a room's members), sorted as
+    /// [`Registry::who`].
+    pub fn who_of(&self, accounts: &[i64]) -> Vec<Person> {
+        let accounts: HashSet<i64> = accounts.iter().copied().collect();
+        self.who_among(|id| accounts.contains(&id))
+    }
+
+    fn who_among(&self, wanted: impl Fn(i64) -> bool) -> Vec<Person> {
         let mut online: Vec<Person> = self
             .lock()
             .presence
-            .values()
-            .map(|p| Person {
+            .iter()
+            .filter(|(id, _)| wanted(**id))
+            .map(|(_, p)| Person {
                 username: p.username.to_string(),
                 full_name: p.full_name.clone(),
             })

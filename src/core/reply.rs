@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::code::ErrorCode;
 use super::event::Message;
+use super::rooms::RoomListing;
 
 /// The command a reply answers: its tag, echoed by protocols that have
 /// tags, and its canonical name (`None` for a line with no known command).
@@ -57,8 +58,12 @@ pub enum Answer {
         /// Milliseconds since the Unix epoch when it was stored.
         ts: i64,
     },
-    /// `HISTORY`: stored messages, oldest first.
+    /// `HISTORY` and `SYNC`: stored messages, oldest first.
     Messages(Vec<Message>),
+    /// `JOIN` and `PART`: the room, named with its own case.
+    Room(Arc<str>),
+    /// `ROOMS`: every room, sorted by name in ASCII lower case.
+    Rooms(Vec<RoomListing>),
     /// `WHO`: the accounts online.
     People(Vec<Person>),
     /// `PING`: the token to echo, if one was sent.

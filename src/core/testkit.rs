@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::codec::{Codec, Flavor};
-use super::event::Event;
+use super::event::{Event, Target};
 use super::limits::tests::ManualClock;
 use super::outbox::Outbox;
 use super::reply::{Answer, Reply, ReplyTo};
@@ -62,6 +62,14 @@ impl Codec for TestCodec {
                 format!("{tag}OK {verb} {}", names.join(","))
             }
             Reply::Ok(Answer::Pong(token)) => format!("{tag}OK {verb} {}", token.as_deref().unwrap_or("")),
+            Reply::Ok(Answer::Room(name)) => format!("{tag}OK {verb} {name}"),
+            Reply::Ok(Answer::Rooms(rooms)) => {
+                let names: Vec<String> = rooms
+                    .iter()
+                    .map(|r| format!("{}:{}{}", r.name, r.members, if r.member { "*" } else { "" }))
+                    .collect();
+                format!("{tag}OK {verb} {}", names.join(","))
+            }
             Reply::Ok(Answer::Done) => format!("{tag}OK {verb}"),
         };
         out.extend_from_slice(line.trim_end().as_bytes());
@@ -71,7 +79,13 @@ impl Codec for TestCodec {
     fn event(&self, event: &Event, out: &mut Vec<u8>) {
         self.events.fetch_add(1, Ordering::SeqCst);
         let line = match event {
-            Event::Message(m) => format!("MSG {} {} {}", m.id, m.author, m.text),
+            Event::Message(m) => match &m.target {
+                Target::Lobby => format!("MSG {} {} {}", m.id, m.author, m.text),
+                Target::Room { name, .. } => format!("POST {} {name} {} {}", m.id, m.author, m.text),
+                Target::Account { name, .. } => format!("POST {} @{name} {} {}", m.id, m.author, m.text),
+            },
+            Event::Enter { room, user } => format!("ENTER {room} {user}"),
+            Event::Exit { room, user } => format!("EXIT {room} {user}"),
             Event::Online(user) => format!("JOIN {user}"),
             Event::Offline(user) => format!("LEAVE {user}"),
             Event::Bye(code) => format!("BYE {code}"),

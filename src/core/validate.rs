@@ -31,6 +31,18 @@ pub fn username(name: &str) -> Result<&str, ErrorCode> {
     if ok { Ok(name) } else { Err(ErrorCode::InvalidUsername) }
 }
 
+/// Checks a room name: `#` and 1 to 32 characters of `[A-Za-z0-9_.-]`
+/// (PROTOCOL.md 9.1).
+///
+/// # Errors
+/// [`ErrorCode::InvalidRoom`] when the rule is broken.
+pub fn room(name: &str) -> Result<&str, ErrorCode> {
+    match name.strip_prefix('#') {
+        Some(rest) if username(rest).is_ok() => Ok(name),
+        _ => Err(ErrorCode::InvalidRoom),
+    }
+}
+
 /// Checks a password: 8 to 72 bytes of UTF-8 with no whitespace (every
 /// character Unicode calls White_Space: space, TAB, VT, FF, U+00A0, U+3000,
 /// ...) and none of the characters 5.2 refuses in texts.
@@ -210,6 +222,23 @@ mod tests {
             "a\u{2067}",
         ] {
             assert_eq!(text(bad), Err(ErrorCode::InvalidText), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rooms() {
+        assert_eq!(room("#general"), Ok("#general"));
+        assert!(room(&format!("#{}", "a".repeat(32))).is_ok());
+        for bad in [
+            "general",
+            "#",
+            "##a",
+            "#a b",
+            "#añá",
+            &format!("#{}", "a".repeat(33)),
+            "#a\u{202e}",
+        ] {
+            assert_eq!(room(bad), Err(ErrorCode::InvalidRoom), "{bad:?}");
         }
     }
 

@@ -13,7 +13,7 @@ use std::io::Write as _;
 
 use crate::core::code::ErrorCode;
 use crate::core::codec::{Codec, Flavor};
-use crate::core::event::Event;
+use crate::core::event::{Event, Message, Target};
 use crate::core::reply::{Answer, Reply, ReplyTo};
 use crate::core::validate;
 
@@ -98,14 +98,31 @@ fn tag_prefix(to: &ReplyTo, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `MSG ID TS USER TEXT\n`.
-fn push_msg(out: &mut Vec<u8>, id: i64, ts: i64, user: &str, text: &str) {
+/// Appends a stored message: `MSG ID TS USER TEXT\n` for the lobby (as
+/// version 1 has it), `POST ID TS TARGET USER TEXT\n` for a room or a
+/// private message.
+fn push_message(out: &mut Vec<u8>, m: &Message) {
     // Writing to a Vec cannot fail.
-    let _ = write!(out, "MSG {id} {ts} ");
-    out.extend_from_slice(user.as_bytes());
+    match &m.target {
+        Target::Lobby => {
+            let _ = write!(out, "MSG {} {} ", m.id, m.ts);
+        }
+        Target::Room { name, .. } => {
+            let _ = write!(out, "POST {} {} {name} ", m.id, m.ts);
+        }
+        Target::Account { name, .. } => {
+            let _ = write!(out, "POST {} {} @{name} ", m.id, m.ts);
+        }
+    }
+    out.extend_from_slice(m.author.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(m.text.as_bytes());
     out.push(b'\n');
+}
+
+/// Appends `WORD ROOM USER\n`.
+fn push_membership(out: &mut Vec<u8>, word: &str, room: &str, user: &str) {
+    let _ = writeln!(out, "{word} {room} {user}");
 }
 
 impl Codec for CharlaCodec {
@@ -137,10 +154,23 @@ impl Codec for CharlaCodec {
             }
             Reply::Ok(Answer::Messages(messages)) => {
                 for m in messages {
-                    push_msg(out, m.id, m.ts, &m.author, &m.text);
+                    push_message(out, m);
                 }
                 CharlaCodec::ok_head(to, out);
                 let _ = write!(out, " {}", messages.len());
+            }
+            Reply::Ok(Answer::Room(name)) => {
+                CharlaCodec::ok_head(to, out);
+                out.push(b' ');
+                out.extend_from_slice(name.as_bytes());
+            }
+            Reply::Ok(Answer::Rooms(rooms)) => {
+                for room in rooms {
+                    let flag = if room.member { '*' } else { '-' };
+                    let _ = writeln!(out, "ROOM {} {} {flag}", room.name, room.members);
+                }
+                CharlaCodec::ok_head(to, out);
+                let _ = write!(out, " {}", rooms.len());
             }
             Reply::Ok(Answer::People(people)) => {
                 for person in people {
@@ -167,7 +197,9 @@ impl Codec for CharlaCodec {
 
     fn event(&self, event: &Event, out: &mut Vec<u8>) {
         match event {
-            Event::Message(m) => push_msg(out, m.id, m.ts, &m.author, &m.text),
+            Event::Message(m) => push_message(out, m),
+            Event::Enter { room, user } => push_membership(out, "ENTER", room, user),
+            Event::Exit { room, user } => push_membership(out, "EXIT", room, user),
             Event::Online(user) => {
                 out.extend_from_slice(b"JOIN ");
                 out.extend_from_slice(user.as_bytes());
@@ -228,8 +260,40 @@ pub enum ServerLine {
         /// The server's English explanation.
         text: String,
     },
-    /// A `MSG` event or HISTORY body line.
+    /// A `MSG` event or HISTORY body line (the lobby).
     Msg(ChatMessage),
+    /// A `POST ID TS TARGET USER TEXT` event or body line: a room message
+    /// (`TARGET` is `#ROOM`) or a private one (`TARGET` is `@USER`, the
+    /// addressee).
+    Post {
+        /// `#ROOM` or `@USER`.
+        target: String,
+        /// The message; `user` is its author.
+        message: ChatMessage,
+    },
+    /// `ENTER #ROOM USER`: an account joined a room.
+    Enter {
+        /// The room.
+        room: String,
+        /// The account.
+        user: String,
+    },
+    /// `EXIT #ROOM USER`: an account left a room.
+    Exit {
+        /// The room.
+        room: String,
+        /// The account.
+        user: String,
+    },
+    /// A `ROOMS` body line: `ROOM #NAME MEMBERS FLAG`.
+    Room {
+        /// The room.
+        name: String,
+        /// Its members, online or not.
+        members: u64,
+        /// Whether this account is one of them.
+        member: bool,
+    },
     /// A WHO body line: `USER username full name`.
     User {
         /// Username as registered.
@@ -308,6 +372,48 @@ impl ServerLine {
                 let text = parts.next().ok_or(())?.to_string();
                 Ok(ServerLine::Msg(ChatMessage { id, ts, user, text }))
             }
+            "POST" => {
+                let mut parts = rest.splitn(5, ' ');
+                let id = parts.next().and_then(|s| s.parse().ok()).ok_or(())?;
+                let ts = parts.next().and_then(|s| s.parse().ok()).ok_or(())?;
+                let target = parts
+                    .next()
+                    .filter(|t| t.starts_with(['#', '@']))
+                    .ok_or(())?
+                    .to_string();
+                let user = parts.next().ok_or(())?.to_string();
+                let text = parts.next().ok_or(())?.to_string();
+                Ok(ServerLine::Post {
+                    target,
+                    message: ChatMessage { id, ts, user, text },
+                })
+            }
+            "ENTER" | "EXIT" => {
+                let (room, user) = rest.split_once(' ').ok_or(())?;
+                if !room.starts_with('#') || user.is_empty() || user.contains(' ') {
+                    return Err(());
+                }
+                let (room, user) = (room.to_string(), user.to_string());
+                Ok(if kind == "ENTER" {
+                    ServerLine::Enter { room, user }
+                } else {
+                    ServerLine::Exit { room, user }
+                })
+            }
+            "ROOM" => {
+                let mut parts = rest.split(' ');
+                let name = parts.next().filter(|n| n.starts_with('#')).ok_or(())?.to_string();
+                let members = parts.next().and_then(|m| m.parse().ok()).ok_or(())?;
+                let member = match parts.next() {
+                    Some("*") => true,
+                    Some("-") => false,
+                    _ => return Err(()),
+                };
+                if parts.next().is_some() {
+                    return Err(());
+                }
+                Ok(ServerLine::Room { name, members, member })
+            }
             "USER" => {
                 let (username, full_name) = rest.split_once(' ').ok_or(())?;
                 Ok(ServerLine::User {
@@ -334,8 +440,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::core::event::Message;
     use crate::core::reply::Person;
+    use crate::core::rooms::RoomListing;
 
     fn reply(tag: Option<&str>, verb: Option<&'static str>, reply: Reply) -> String {
         let mut out = Vec::new();
@@ -353,8 +459,10 @@ mod tests {
         Message {
             id,
             ts: 7,
+            author_id: 1,
             author: Arc::from(user),
             text: Arc::from(text),
+            target: Target::Lobby,
         }
     }
 
@@ -409,6 +517,99 @@ mod tests {
             full_name: "Ana María".into(),
         }]));
         assert_eq!(reply(None, Some("WHO"), who), "USER ana Ana María\nOK WHO 1\n");
+    }
+
+    #[test]
+    fn rooms_and_private_messages_are_post_lines_and_the_lobby_stays_msg() {
+        let room = Message {
+            target: Target::Room {
+                id: 3,
+                name: Arc::from("#Clase"),
+            },
+            ..message(5, "ana", "hola sala")
+        };
+        let private = Message {
+            target: Target::Account {
+                id: 2,
+                name: Arc::from("Bea"),
+            },
+            ..message(6, "ana", "hola Bea")
+        };
+        assert_eq!(
+            event(Event::Message(Arc::new(room.clone()))),
+            "POST 5 7 #Clase ana hola sala\n"
+        );
+        assert_eq!(event(Event::Message(Arc::new(private))), "POST 6 7 @Bea ana hola Bea\n");
+        assert_eq!(
+            reply(
+                None,
+                Some("HISTORY"),
+                Reply::Ok(Answer::Messages(vec![message(4, "bea", "lobby"), room]))
+            ),
+            "MSG 4 7 bea lobby\nPOST 5 7 #Clase ana hola sala\nOK HISTORY 2\n"
+        );
+        assert_eq!(
+            event(Event::Enter {
+                room: Arc::from("#Clase"),
+                user: Arc::from("bea")
+            }),
+            "ENTER #Clase bea\n"
+        );
+        assert_eq!(
+            event(Event::Exit {
+                room: Arc::from("#Clase"),
+                user: Arc::from("bea")
+            }),
+            "EXIT #Clase bea\n"
+        );
+        assert_eq!(
+            reply(Some("j"), Some("JOIN"), Reply::Ok(Answer::Room(Arc::from("#Clase")))),
+            "@j OK JOIN #Clase\n"
+        );
+        let rooms = vec![
+            RoomListing {
+                name: Arc::from("#Clase"),
+                members: 2,
+                member: false,
+            },
+            RoomListing {
+                name: Arc::from("#general"),
+                members: 9,
+                member: true,
+            },
+        ];
+        let listed = reply(None, Some("ROOMS"), Reply::Ok(Answer::Rooms(rooms)));
+        assert_eq!(listed, "ROOM #Clase 2 -\nROOM #general 9 *\nOK ROOMS 2\n");
+        let parsed: Vec<ServerLine> = listed.lines().map(|l| ServerLine::parse(l).unwrap()).collect();
+        assert_eq!(
+            parsed[0],
+            ServerLine::Room {
+                name: "#Clase".into(),
+                members: 2,
+                member: false
+            }
+        );
+        assert_eq!(
+            ServerLine::parse("POST 6 7 @Bea ana hola  Bea"),
+            Ok(ServerLine::Post {
+                target: "@Bea".into(),
+                message: ChatMessage {
+                    id: 6,
+                    ts: 7,
+                    user: "ana".into(),
+                    text: "hola  Bea".into()
+                }
+            })
+        );
+        assert_eq!(
+            ServerLine::parse("ENTER #Clase bea"),
+            Ok(ServerLine::Enter {
+                room: "#Clase".into(),
+                user: "bea".into()
+            })
+        );
+        assert!(ServerLine::parse("POST 6 7 sala ana x").is_err());
+        assert!(ServerLine::parse("ROOM #a 2 +").is_err());
     }
 
     #[test]

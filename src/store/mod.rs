@@ -1,5 +1,6 @@
-//! Accounts and messages at rest, behind a trait so the SQLite backend of
-//! today and a PostgreSQL backend later serve the same server code.
+//! Accounts, rooms, memberships and messages at rest, behind a trait so the
+//! SQLite backend of today and a PostgreSQL backend later serve the same
+//! server code.
 //!
 //! Two roles, as the design asks: a [`Store`] is shared by every session for
 //! reads (account look-ups, history), and exactly one [`StoreWriter`], owned
@@ -14,6 +15,10 @@ use thiserror::Error;
 pub type MessageId = i64;
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
+/// An account's row id.
+pub type AccountId = i64;
+/// A room's row id (a room re-created after it ended gets a new one).
+pub type RoomId = i64;
 
 /// An account as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,21 +45,34 @@ pub struct NewAccount {
     pub password_hash: String,
 }
 
-/// One SAY to be stored.
+/// Where a message is sent, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// The lobby, `#general` (every version 1 message).
+    Lobby,
+    /// A room other than the lobby.
+    Room(RoomId),
+    /// One account: a private message.
+    Account(AccountId),
+}
+
+/// One message to be stored.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     /// Author's account id.
-    pub user_id: i64,
+    pub user_id: AccountId,
     /// Trimmed, validated text.
     pub body: String,
-    /// Idempotency token, if the SAY was tagged.
+    /// Idempotency token, if the command was tagged.
     pub tag: Option<String>,
+    /// Where it goes.
+    pub to: Destination,
 }
 
 /// The outcome of storing one [`NewMessage`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Appended {
-    /// Newly stored: it must be broadcast.
+    /// Newly stored: it must be delivered.
     Stored {
         /// Its id.
         id: MessageId,
@@ -71,6 +89,27 @@ pub enum Appended {
     },
 }
 
+/// Where a stored message was sent, with the names a reader sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The lobby.
+    Lobby,
+    /// A room.
+    Room {
+        /// Its id.
+        id: RoomId,
+        /// Its name with the case of the JOIN that created it, `#` included.
+        name: String,
+    },
+    /// An account (a private message).
+    Account {
+        /// Its id.
+        id: AccountId,
+        /// Its username as registered.
+        username: String,
+    },
+}
+
 /// A stored message as read back, with its author's username.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -78,10 +117,62 @@ pub struct StoredMessage {
     pub id: MessageId,
     /// Its timestamp.
     pub ts: Millis,
+    /// Author's account id.
+    pub user_id: AccountId,
     /// Author's username as registered.
     pub username: String,
     /// The text.
     pub body: String,
+    /// Where it was sent.
+    pub place: Place,
+}
+
+/// Which messages a `HISTORY` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conversation {
+    /// The lobby's.
+    Lobby,
+    /// One room's.
+    Room(RoomId),
+    /// Those between two accounts, both ways (the same account twice: notes
+    /// to oneself).
+    Between(AccountId, AccountId),
+}
+
+/// A live room and its members, as the server loads them at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRoom {
+    /// Its id.
+    pub id: RoomId,
+    /// Its name, `#` included, with its creator's case.
+    pub name: String,
+    /// Its members' account ids.
+    pub members: Vec<AccountId>,
+}
+
+/// What a JOIN changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The room's id.
+    pub room: RoomId,
+    /// Its name, `#` included, with its creator's case.
+    pub name: String,
+    /// The room did not exist: this JOIN created it.
+    pub created: bool,
+    /// The account was already a member: nothing changed.
+    pub already: bool,
+}
+
+/// What a PART changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parted {
+    /// The account left; `ended` when it was the last member.
+    Left {
+        /// The room has no members left and is gone.
+        ended: bool,
+    },
+    /// The account was not a member (nothing changed).
+    NotMember,
 }
 
 /// Storage failures. Every one is reported to the client as `db-error` and
@@ -134,12 +225,43 @@ pub trait Store: Send + Sync {
     /// [`StoreError`] when storage cannot be read.
     fn find_account(&self, username: &str) -> Result<Option<Account>, StoreError>;
 
-    /// The latest `limit` messages with an id below `before` (when given),
-    /// oldest first.
+    /// The id and time of the message `user_id` stored under `tag`, if any.
     ///
     /// # Errors
     /// [`StoreError`] when storage cannot be read.
-    fn history(&self, limit: u32, before: Option<MessageId>) -> Result<Vec<StoredMessage>, StoreError>;
+    fn find_tag(&self, user_id: AccountId, tag: &str) -> Result<Option<(MessageId, Millis)>, StoreError>;
+
+    /// The latest `limit` messages of `conversation` with an id below
+    /// `before` (when given), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    fn history(
+        &self,
+        conversation: Conversation,
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// Up to `limit` messages with an id above `after`, oldest first, of
+    /// everything `reader` may read now: the lobby, the rooms it is a member
+    /// of, and its private conversations.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    fn sync(&self, reader: AccountId, after: MessageId, limit: u32) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// How many accounts exist (the lobby's member count).
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    fn count_accounts(&self) -> Result<u64, StoreError>;
+
+    /// Every live room with its members.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    fn live_rooms(&self) -> Result<Vec<StoredRoom>, StoreError>;
 
     /// Opens the single writer. The server calls this once.
     ///
@@ -166,4 +288,19 @@ pub trait StoreWriter: Send {
     /// [`StoreError`] when the transaction fails; then nothing of the batch
     /// was stored.
     fn append(&mut self, batch: &[NewMessage], ts: Millis) -> Result<Vec<Appended>, StoreError>;
+
+    /// Makes `user_id` a member of the live room called `name` (matched
+    /// regardless of case; `#` included), creating the room with this case
+    /// if there is none.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the change cannot be stored; nothing changed.
+    fn join(&mut self, user_id: AccountId, name: &str, ts: Millis) -> Result<Joined, StoreError>;
+
+    /// Ends `user_id`'s membership of room `room`; the room ends with its
+    /// last member.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the change cannot be stored; nothing changed.
+    fn part(&mut self, user_id: AccountId, room: RoomId, ts: Millis) -> Result<Parted, StoreError>;
 }
