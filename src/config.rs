@@ -3,7 +3,7 @@
 //! The binary fills a [`Config`] from its command line; tests and the bench
 //! build one directly. Nothing here starts or opens anything.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::store::sqlite::SyncMode;
@@ -16,8 +16,14 @@ pub const DEFAULT_BCRYPT_COST: u32 = 10;
 /// Everything an operator can set, with the protocol's defaults.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The SQLite file.
-    pub db: PathBuf,
+    /// The database: an SQLite file, or a `postgres://` (or
+    /// `postgresql://`) URL for a node of a cluster.
+    pub db: String,
+    /// Where `/health` is served, if anywhere (PROTOCOL.md 10.1).
+    pub health_addr: Option<SocketAddr>,
+    /// Addresses whose connections begin with a PROXY protocol header
+    /// (PROTOCOL.md 10.2): a load balancer in front of the node.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Most connections at once; more get `BYE server-full`.
     pub max_clients: usize,
     /// Longest line in bytes, counting the `\n`.
@@ -41,7 +47,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            db: PathBuf::from("chat.db"),
+            db: "chat.db".to_string(),
+            health_addr: None,
+            trusted_proxies: Vec::new(),
             max_clients: 10_000,
             max_line: 4096,
             login_timeout: Duration::from_secs(60),

@@ -1,7 +1,7 @@
 //! `charla-server`: parses the command line, binds, opens storage, and runs
 //! the server until SIGINT or SIGTERM.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use charla::config::{Config, LimitsConfig};
-use charla::net::server::Server;
+use charla::net::server::{Listeners, Server};
 use charla::shutdown::Shutdown;
 use charla::store::sqlite::SyncMode;
 
@@ -23,9 +23,20 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (shown at start).
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
-    /// SQLite database file, created with its tables on first start.
+    /// The database: an SQLite file, created with its tables on first start,
+    /// or `postgres://USER@HOST:PORT/DBNAME` (or `postgresql://`) to be one
+    /// node of a cluster sharing that PostgreSQL database (docs/CLUSTER.md).
     #[arg(long, default_value = "chat.db")]
-    db: PathBuf,
+    db: String,
+    /// Serve plain HTTP health checks on this address: `/health`,
+    /// `/health/nodes`, `/health/ping` (docs/CLUSTER.md).
+    #[arg(long)]
+    health_addr: Option<String>,
+    /// An address whose connections begin with a PROXY protocol header (v1
+    /// or v2), e.g. the load balancer in front of this node; the address
+    /// the header carries counts as the client's. Repeatable.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<IpAddr>,
     /// Most connections at once; further ones get `BYE server-full`.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_clients: u64,
@@ -47,7 +58,8 @@ struct Args {
     /// Also append every error to this file.
     #[arg(long)]
     log_file: Option<PathBuf>,
-    /// This server's name, announced in HELLO.
+    /// This server's name, announced in HELLO and, in a cluster, unique
+    /// among the live nodes.
     #[arg(long, default_value = "node-1")]
     node: String,
     /// Messages per second a session may send, sustained (0: no limit).
@@ -115,8 +127,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let health = match &args.health_addr {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("charla-server: cannot serve health checks on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let config = Config {
         db: args.db,
+        trusted_proxies: args.trusted_proxies,
         max_clients: usize::try_from(args.max_clients).unwrap_or(usize::MAX),
         max_line: usize::try_from(args.max_line).unwrap_or(usize::MAX),
         login_timeout: Duration::from_secs(args.login_timeout),
@@ -155,7 +178,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match server.run(listener) {
+    if let Some(Ok(addr)) = health.as_ref().map(TcpListener::local_addr) {
+        println!("Salud en http://{addr}/health");
+    }
+    let listeners = Listeners {
+        plain: Some(listener),
+        health,
+    };
+    match server.run(listeners) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("charla-server: {e}");

@@ -379,7 +379,7 @@ fn register(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
         session.peer,
         account.username
     );
-    Ok(Outcome::Done(enter(session, account)))
+    Ok(Outcome::Done(enter(session, account)?))
 }
 
 /// `LOGIN USER PASSWORD`: any failure is `bad-credentials`, after the same
@@ -423,21 +423,21 @@ fn login(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
         session.peer,
         account.username
     );
-    Ok(Outcome::Done(enter(session, account)))
+    Ok(Outcome::Done(enter(session, account)?))
 }
 
 /// Logs `session` in as `account` and says so.
-fn enter(session: &mut Session<'_>, account: Account) -> Answer {
+fn enter(session: &mut Session<'_>, account: Account) -> Result<Answer, ErrorCode> {
     let login = Login {
         account_id: account.id,
         username: Arc::from(account.username),
         full_name: account.full_name,
     };
-    session.enter(&login);
-    Answer::Account {
+    session.enter(&login)?;
+    Ok(Answer::Account {
         username: login.username,
         full_name: login.full_name,
-    }
+    })
 }
 
 /// The account a logged-in session acts as (the table's state check
@@ -515,6 +515,7 @@ fn submit(session: &mut Session<'_>, to: &ReplyTo, text: &str, resolved: Resolve
     let op = SayOp {
         message: NewMessage {
             user_id: me.account_id,
+            origin: session.id,
             body: text.to_string(),
             tag: to.tag.as_deref().map(str::to_string),
             to: destination,
@@ -793,7 +794,8 @@ fn list_rooms(session: &mut Session<'_>, _: &ReplyTo, _: &Args<'_>) -> Ran {
 fn who(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
     let core = session.core;
     let Some(word) = args.word(0) else {
-        return Ok(Outcome::Done(Answer::People(core.registry.who())));
+        let online = core.presence.who(None).map_err(|e| session.failed("who", &e))?;
+        return Ok(Outcome::Done(Answer::People(online)));
     };
     // Anything but a room is version 1's extra argument.
     if !word.starts_with('#') {
@@ -803,9 +805,16 @@ fn who(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
     match resolve(session, Written::Room(name))? {
         Resolved::Room(room) => {
             let members = core.rooms.members(room.id);
-            Ok(Outcome::Done(Answer::People(core.registry.who_of(&members))))
+            let online = core
+                .presence
+                .who(Some(&members))
+                .map_err(|e| session.failed("who", &e))?;
+            Ok(Outcome::Done(Answer::People(online)))
         }
-        _ => Ok(Outcome::Done(Answer::People(core.registry.who()))),
+        _ => {
+            let online = core.presence.who(None).map_err(|e| session.failed("who", &e))?;
+            Ok(Outcome::Done(Answer::People(online)))
+        }
     }
 }
 

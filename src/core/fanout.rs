@@ -222,7 +222,7 @@ mod tests {
                 username: Arc::from(format!("u{id}")),
                 full_name: String::new(),
             };
-            registry.log_in(id, &login, &conn.outbox);
+            registry.log_in(id, &login, &conn.outbox, None);
             conn.outbox.open_events();
         }
         let fanout = Fanout::new(registry, Arc::new(Rooms::new(Vec::new())));
@@ -256,7 +256,7 @@ mod tests {
                 username: Arc::from(format!("u{id}")),
                 full_name: String::new(),
             };
-            registry.log_in(id as u64, &login, &conn.outbox);
+            registry.log_in(id as u64, &login, &conn.outbox, None);
             conn.outbox.open_events();
         }
         let fanout = Fanout::new(registry, Arc::clone(&rooms));

@@ -77,10 +77,18 @@ pub trait Subscriber: Send + Sync {
     fn deliver(&self, batch: &Committed);
 }
 
+/// Something to do once the feed has delivered up to a position.
+pub type Then = Box<dyn FnOnce() + Send>;
+
 /// Where the journal publishes what it has committed.
 pub trait Feed: Send + Sync {
     /// Hands on a batch that is committed and acknowledged.
     fn publish(&self, batch: Committed);
+
+    /// Runs `then` once everything up to log `position` (0: nothing in
+    /// particular) has been delivered to this process's sessions: a JOIN is
+    /// answered only once its change is in force for delivery.
+    fn when_delivered(&self, position: u64, then: Then);
 }
 
 /// The feed of a single process: each batch the journal commits is
@@ -111,5 +119,10 @@ impl Feed for LocalFeed {
         if let Some(subscriber) = self.subscriber.get() {
             subscriber.deliver(&batch);
         }
+    }
+
+    /// Everything published is delivered when `publish` returns.
+    fn when_delivered(&self, _: u64, then: Then) {
+        then();
     }
 }

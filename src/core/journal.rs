@@ -25,6 +25,7 @@ use super::feed::{Committed, ConnectionId, Entry, Feed, PresenceChange, Presence
 use super::outbox::Outbox;
 use super::reply::{Answer, Reply, ReplyTo};
 use super::rooms::{MembershipChange, RoomRef};
+use super::status::NodeStatus;
 use crate::store::{
     Account, AccountId, Appended, CreateAccountError, Joined, Millis, NewAccount, NewMessage, Parted, StoreError,
     StoreWriter,
@@ -123,15 +124,19 @@ pub struct Journal {
 
 impl Journal {
     /// Starts the journal thread over `writer`, publishing what it commits
-    /// to `feed`.
+    /// to `feed` and telling `status` whether storage works.
     ///
     /// # Errors
     /// When the thread cannot be started.
-    pub fn start(writer: Box<dyn StoreWriter>, feed: Arc<dyn Feed>) -> std::io::Result<(Journal, JoinHandle<()>)> {
+    pub fn start(
+        writer: Box<dyn StoreWriter>,
+        feed: Arc<dyn Feed>,
+        status: Arc<NodeStatus>,
+    ) -> std::io::Result<(Journal, JoinHandle<()>)> {
         let (ops, queue) = unbounded();
         let thread = thread::Builder::new()
             .name("journal".into())
-            .spawn(move || run(writer, feed.as_ref(), &queue))?;
+            .spawn(move || run(writer, feed.as_ref(), &status, &queue))?;
         Ok((Journal { ops }, thread))
     }
 
@@ -226,6 +231,15 @@ enum Settled {
 }
 
 impl Settled {
+    /// Where the change is in the log (0: nothing to wait for).
+    fn position(&self) -> u64 {
+        match self {
+            Settled::Joined(_, Ok(joined)) => joined.position,
+            Settled::Parted(_, Ok(Parted::Left { position, .. })) => *position,
+            _ => 0,
+        }
+    }
+
     fn send(self) {
         match self {
             Settled::Joined(to, outcome) => {
@@ -249,7 +263,7 @@ fn change_membership(
 ) {
     match op {
         MembershipOp::Join { member, name, reply } => {
-            let outcome = writer.join(member.account, &name, now_ms());
+            let outcome = writer.join(member.account, &name, now_ms(), member.origin);
             match &outcome {
                 Ok(joined) if !joined.already => {
                     let change = MembershipChange {
@@ -269,7 +283,7 @@ fn change_membership(
             settled.push(Settled::Joined(reply, outcome));
         }
         MembershipOp::Part { member, room, reply } => {
-            let outcome = writer.part(member.account, room.id, now_ms());
+            let outcome = writer.part(member.account, room.id, now_ms(), member.origin);
             match &outcome {
                 Ok(Parted::Left { .. }) => {
                     let change = MembershipChange {
@@ -289,7 +303,7 @@ fn change_membership(
 }
 
 /// The journal thread's loop.
-fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) {
+fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, status: &NodeStatus, queue: &Receiver<Op>) {
     let mut says: Vec<SayOp> = Vec::new();
     let mut slots: Vec<Slot> = Vec::new();
     let mut messages: Vec<NewMessage> = Vec::new();
@@ -337,13 +351,14 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
         }
         if slots.is_empty() {
             for outcome in settled.drain(..) {
-                outcome.send();
+                feed.when_delivered(outcome.position(), Box::new(move || outcome.send()));
             }
             continue;
         }
         last_ts = last_ts.max(now_ms());
         messages.extend(says.iter_mut().map(|op| NewMessage {
             user_id: op.message.user_id,
+            origin: op.message.origin,
             body: std::mem::take(&mut op.message.body),
             tag: op.message.tag.take(),
             to: op.message.to,
@@ -353,8 +368,20 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
         } else {
             writer.append(&messages, last_ts)
         };
+        if !messages.is_empty() {
+            status.db_answered(outcomes.is_ok());
+        }
         let batch = match outcomes {
-            Ok(outcomes) => acknowledge(&mut says, &mut slots, &mut messages, &outcomes),
+            Ok(outcomes) => {
+                if let Some(Appended::Stored { id, .. } | Appended::Duplicate { id, .. }) =
+                    outcomes.iter().max_by_key(|o| match o {
+                        Appended::Stored { id, .. } | Appended::Duplicate { id, .. } => *id,
+                    })
+                {
+                    status.saw_message(*id);
+                }
+                acknowledge(&mut says, &mut slots, &mut messages, &outcomes)
+            }
             Err(e) => {
                 log::error!("{} message(s) could not be stored: {e}", says.len());
                 refuse(&says, &mut slots)
@@ -371,7 +398,7 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, queue: &Receiver<Op>) 
             let _ = op.done.send(());
         }
         for outcome in settled.drain(..) {
-            outcome.send();
+            feed.when_delivered(outcome.position(), Box::new(move || outcome.send()));
         }
     }
 }
@@ -486,6 +513,10 @@ mod tests {
     struct Recorder(Mutex<Vec<String>>);
 
     impl Feed for Recorder {
+        fn when_delivered(&self, _: u64, then: crate::core::feed::Then) {
+            then();
+        }
+
         fn publish(&self, batch: Committed) {
             let mut seen = self.0.lock().unwrap();
             for entry in batch.entries {
@@ -515,7 +546,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("chat.db"), SyncMode::Normal).unwrap();
         let feed = Arc::new(Recorder::default());
-        let (journal, thread) = Journal::start(store.open_writer().unwrap(), feed.clone()).unwrap();
+        let status = Arc::new(NodeStatus::default());
+        let (journal, thread) = Journal::start(store.open_writer().unwrap(), feed.clone(), status).unwrap();
         Fixture {
             journal,
             thread,
@@ -539,6 +571,7 @@ mod tests {
         SayOp {
             message: NewMessage {
                 user_id: who.id,
+                origin: 7,
                 body: text.into(),
                 tag: tag.map(Into::into),
                 to: crate::store::Destination::Lobby,
@@ -619,7 +652,10 @@ mod tests {
         };
         assert_eq!(
             f.journal.part(member(4), room.clone()).unwrap(),
-            Parted::Left { ended: true }
+            Parted::Left {
+                ended: true,
+                position: 0
+            }
         );
         assert_eq!(f.journal.part(member(4), room).unwrap(), Parted::NotMember);
         assert_eq!(

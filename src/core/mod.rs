@@ -24,9 +24,13 @@
 //! - [`feed`]: committed batches on their way to delivery.
 //! - [`fanout`]: batches to sessions.
 //! - [`outbox`]: a session's bounded queue and writer.
+//! - [`presence`]: who is online, in this process or across a cluster.
+//! - [`cluster`]: being one node of several: the tail feed, the heartbeat.
+//! - [`status`]: what `/health` reports.
 //! - [`auth`], [`limits`]: bcrypt on a pool; flood and brute-force limits.
 
 pub mod auth;
+pub mod cluster;
 pub mod code;
 pub mod codec;
 pub mod commands;
@@ -36,16 +40,19 @@ pub mod feed;
 pub mod journal;
 pub mod limits;
 pub mod outbox;
+pub mod presence;
 pub mod registry;
 pub mod reply;
 pub mod rooms;
 pub mod session;
+pub mod status;
 pub mod transport;
 pub mod validate;
 
 #[cfg(test)]
 pub(crate) mod testkit;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -53,15 +60,19 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::shutdown::Shutdown;
+use crate::store::postgres::{self, PgStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{ClusterStore, Store, StoreError, StoreWriter};
 use auth::{AuthError, Hasher};
+use cluster::{ClusterFeed, NodeThreads};
 use fanout::Fanout;
-use feed::LocalFeed;
+use feed::{Feed, LocalFeed};
 use journal::Journal;
 use limits::{Limits, SystemClock};
-use registry::Registry;
+use presence::{ClusterPresence, LocalPresence, Presence};
+use registry::{NoPresenceSink, Registry};
 use rooms::Rooms;
+use status::NodeStatus;
 
 /// Why the core could not start.
 #[derive(Debug, Error)]
@@ -69,11 +80,16 @@ pub enum StartError {
     /// The database could not be opened or is not charla's.
     #[error("cannot open the database {path}: {source}")]
     Store {
-        /// The file given with --db.
+        /// The database given with --db (a URL's password is not shown).
         path: String,
         /// What went wrong.
         source: StoreError,
     },
+    /// A live node of the cluster already has this name.
+    #[error(
+        "the node name {0} is taken by a live node on this database (a dead node's name is free again 10 s after it died)"
+    )]
+    NodeTaken(String),
     /// The password hashing pool could not start.
     #[error("cannot start password hashing: {0}")]
     Auth(#[from] AuthError),
@@ -88,6 +104,8 @@ pub struct Core {
     pub config: Config,
     /// Connections and logged-in sessions.
     pub registry: Arc<Registry>,
+    /// Sessions logging in and out, and who is online (here or everywhere).
+    pub presence: Arc<dyn Presence>,
     /// Rooms and their members, as delivered.
     pub rooms: Arc<Rooms>,
     /// Reads: accounts and history.
@@ -100,21 +118,58 @@ pub struct Core {
     pub shutdown: Shutdown,
     /// Rate limits against floods and brute force.
     pub limits: Limits,
+    /// What `/health` reports.
+    pub status: Arc<NodeStatus>,
 }
 
 /// The threads behind a [`Core`], joined when it stops.
 pub struct CoreThreads {
     /// The journal thread.
     journal: JoinHandle<()>,
+    /// A cluster node's tail, listener and heartbeat.
+    node: Option<NodeThreads>,
+}
+
+/// What differs between one process on SQLite and a node of a cluster.
+struct Backend {
+    store: Arc<dyn Store>,
+    writer: Box<dyn StoreWriter>,
+    rooms: Rooms,
+    status: Arc<NodeStatus>,
+    cluster: Option<(Arc<dyn ClusterStore>, String, u64)>,
+}
+
+/// A name for this process's run of node `node`: a restarted node is a new
+/// instance, so the others can tell its sessions from those of the one that
+/// died.
+fn new_instance(node: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{node}-{}-{nanos:x}", std::process::id())
+}
+
+/// The database URL without its password, for messages.
+fn shown(db: &str) -> String {
+    match (db.find("://"), db.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &db[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &db[..scheme + 3], &db[at + 1..])
+        }
+        _ => db.to_string(),
+    }
 }
 
 impl Core {
     /// Opens storage and starts the hashing pool, the journal and the
-    /// fan-out of this process's own commits.
+    /// fan-out: of this process's own commits on SQLite, or of everything
+    /// every node stored on PostgreSQL (`--db postgres://…`).
     ///
     /// # Errors
     /// [`StartError::Store`] when the database cannot be opened or is not a
-    /// charla database; [`StartError::Auth`] for a bad bcrypt cost;
+    /// charla database; [`StartError::NodeTaken`] when a live node has this
+    /// node's name; [`StartError::Auth`] for a bad bcrypt cost;
     /// [`StartError::Io`] when a thread cannot start.
     pub fn start(config: Config, shutdown: Shutdown) -> Result<(Arc<Core>, CoreThreads), StartError> {
         Core::start_with_clock(config, shutdown, Arc::new(SystemClock))
@@ -130,49 +185,125 @@ impl Core {
         shutdown: Shutdown,
         clock: Arc<dyn limits::Clock>,
     ) -> Result<(Arc<Core>, CoreThreads), StartError> {
-        let store_error = |source| StartError::Store {
-            path: config.db.display().to_string(),
-            source,
-        };
-        let store = SqliteStore::open(&config.db, config.sync).map_err(store_error)?;
-        let writer = store.open_writer().map_err(store_error)?;
-        let rooms = Arc::new(Rooms::new(store.live_rooms().map_err(store_error)?));
+        let backend = Core::open_backend(&config)?;
         let threads = match config.hash_threads {
             0 => thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         let hasher = Hasher::start(config.bcrypt_cost, threads)?;
-        let feed = LocalFeed::new();
-        let (journal, journal_thread) = Journal::start(writer, Arc::clone(&feed) as Arc<dyn feed::Feed>)?;
-        let registry = Arc::new(Registry::new(Arc::new(journal.clone())));
-        feed.subscribe(Fanout::new(Arc::clone(&registry), Arc::clone(&rooms)));
+        let rooms = Arc::new(backend.rooms);
+        let status = backend.status;
+        let (core_parts, feed_parts) = match backend.cluster {
+            None => {
+                let feed = LocalFeed::new();
+                let (journal, thread) =
+                    Journal::start(backend.writer, Arc::clone(&feed) as Arc<dyn Feed>, Arc::clone(&status))?;
+                let registry = Arc::new(Registry::new(Arc::new(journal.clone())));
+                feed.subscribe(Fanout::new(Arc::clone(&registry), Arc::clone(&rooms)));
+                let presence: Arc<dyn Presence> = Arc::new(LocalPresence::new(Arc::clone(&registry)));
+                ((journal, thread, registry, presence), None)
+            }
+            Some((cluster, instance, position)) => {
+                let feed = ClusterFeed::new(Arc::clone(&cluster), instance.clone(), position, Arc::clone(&status));
+                let (journal, thread) =
+                    Journal::start(backend.writer, Arc::clone(&feed) as Arc<dyn Feed>, Arc::clone(&status))?;
+                let registry = Arc::new(Registry::new(Arc::new(NoPresenceSink)));
+                feed.subscribe(Fanout::new(Arc::clone(&registry), Arc::clone(&rooms)));
+                let presence = Arc::new(ClusterPresence::new(
+                    Arc::clone(&registry),
+                    Arc::clone(&cluster),
+                    instance,
+                    Arc::clone(&status),
+                ));
+                let node = NodeThreads::start(&feed, Arc::clone(&presence), config.node.clone(), Arc::clone(&status))?;
+                let presence: Arc<dyn Presence> = presence;
+                ((journal, thread, registry, presence), Some(node))
+            }
+        };
+        let (journal, journal_thread, registry, presence) = core_parts;
         let limits = Limits::new(config.limits.clone(), clock);
         let core = Arc::new(Core {
             config,
             registry,
+            presence,
             rooms,
-            store: Arc::new(store),
+            store: backend.store,
             hasher,
             journal,
             shutdown,
             limits,
+            status,
         });
         Ok((
             core,
             CoreThreads {
                 journal: journal_thread,
+                node: feed_parts,
             },
         ))
+    }
+
+    /// Opens the database the configuration names.
+    fn open_backend(config: &Config) -> Result<Backend, StartError> {
+        let store_error = |source| StartError::Store {
+            path: shown(&config.db),
+            source,
+        };
+        if postgres::is_postgres_url(&config.db) {
+            let instance = new_instance(&config.node);
+            let store = Arc::new(PgStore::open(&config.db, &instance).map_err(store_error)?);
+            if !store.register_node(&config.node, &instance).map_err(store_error)? {
+                return Err(StartError::NodeTaken(config.node.clone()));
+            }
+            let (position, rooms) = store.snapshot().map_err(store_error)?;
+            let last_id = store.last_message_id().map_err(store_error)?;
+            let writer = store.open_writer().map_err(store_error)?;
+            log::info!(
+                "node {} (instance {instance}) joined the cluster at log position {position}",
+                config.node
+            );
+            return Ok(Backend {
+                store: Arc::clone(&store) as Arc<dyn Store>,
+                writer,
+                rooms: Rooms::new(rooms),
+                status: Arc::new(NodeStatus::new(last_id)),
+                cluster: Some((store, instance, position)),
+            });
+        }
+        let store = SqliteStore::open(Path::new(&config.db), config.sync).map_err(store_error)?;
+        let writer = store.open_writer().map_err(store_error)?;
+        let rooms = Rooms::new(store.live_rooms().map_err(store_error)?);
+        let last_id = store.last_message_id().map_err(store_error)?;
+        Ok(Backend {
+            store: Arc::new(store),
+            writer,
+            rooms,
+            status: Arc::new(NodeStatus::new(last_id)),
+            cluster: None,
+        })
     }
 }
 
 impl CoreThreads {
+    /// The first step of stopping: a cluster node leaves the list of live
+    /// nodes at once, so balancers and the other nodes stop counting on it.
+    pub fn leaving(&self) {
+        if let Some(node) = &self.node {
+            node.leave();
+        }
+    }
+
     /// Stores and acknowledges everything the journal was given, then
-    /// waits for it to end. Call once no session can submit more.
+    /// waits for it (and a cluster node's threads) to end. Call once no
+    /// session can submit more.
     pub fn stop(self, core: &Core) {
         core.journal.stop();
         if self.journal.join().is_err() {
             log::error!("the journal thread panicked");
+        }
+        if let Some(node) = self.node {
+            node.leave();
+            node.stop();
         }
     }
 }

@@ -78,6 +78,14 @@ struct Inner {
     snapshot: Option<Arc<[Member]>>,
 }
 
+/// A presence sink for a registry whose presence is kept elsewhere (a
+/// cluster's database): it reports nothing.
+pub struct NoPresenceSink;
+
+impl PresenceSink for NoPresenceSink {
+    fn presence(&self, _: PresenceChange) {}
+}
+
 /// The server's registry of connections and sessions.
 pub struct Registry {
     /// Lock order: taken before an outbox's own lock, never after it; no
@@ -116,7 +124,11 @@ impl Registry {
     /// Logs a session in: from now on it receives every batch (its outbox
     /// holds them until its login reply is queued), and `JOIN` goes to
     /// every other session if this is the account's first.
-    pub fn log_in(&self, id: ConnectionId, login: &Login, outbox: &Arc<Outbox>) {
+    ///
+    /// `since` is the position from which the session hears of presence
+    /// changes when presence is kept elsewhere (a cluster's database);
+    /// `None` when this registry keeps it, numbering its own changes.
+    pub fn log_in(&self, id: ConnectionId, login: &Login, outbox: &Arc<Outbox>, since: Option<u64>) {
         let mut inner = self.lock();
         inner.changes += 1;
         let change = inner.changes;
@@ -124,7 +136,7 @@ impl Registry {
             id,
             Session {
                 account_id: login.account_id,
-                since: change,
+                since: since.unwrap_or(change),
                 outbox: Arc::clone(outbox),
             },
         );
@@ -149,11 +161,11 @@ impl Registry {
     }
 
     /// Logs a session out; sends `LEAVE` to every other session if it was
-    /// the account's last.
-    pub fn log_out(&self, id: ConnectionId) {
+    /// the account's last. Returns whether the session was logged in.
+    pub fn log_out(&self, id: ConnectionId) -> bool {
         let mut inner = self.lock();
         let Some(session) = inner.sessions.remove(&id) else {
-            return;
+            return false;
         };
         if let Some(of_account) = inner.by_account.get_mut(&session.account_id) {
             of_account.retain(|&c| c != id);
@@ -180,6 +192,7 @@ impl Registry {
                 sessions,
             });
         }
+        true
     }
 
     /// The logged-in sessions, shared and cheap to take per batch.
@@ -307,9 +320,9 @@ mod tests {
         let recorder = Arc::new(Recorder::default());
         let registry = Registry::new(recorder.clone());
         let ana = login(1, "ana");
-        registry.log_in(10, &ana, &outbox(10));
-        registry.log_in(11, &ana, &outbox(11));
-        registry.log_in(12, &login(2, "Bea"), &outbox(12));
+        registry.log_in(10, &ana, &outbox(10), None);
+        registry.log_in(11, &ana, &outbox(11), None);
+        registry.log_in(12, &login(2, "Bea"), &outbox(12), None);
         assert_eq!(registry.session_count(), 3);
         let names: Vec<String> = registry.who().into_iter().map(|p| p.username).collect();
         assert_eq!(names, ["ana", "Bea"], "once per account, sorted regardless of case");
@@ -329,10 +342,10 @@ mod tests {
     #[test]
     fn members_are_a_shared_snapshot_rebuilt_after_changes() {
         let registry = Registry::new(Arc::new(Recorder::default()));
-        registry.log_in(1, &login(1, "ana"), &outbox(1));
+        registry.log_in(1, &login(1, "ana"), &outbox(1), None);
         let first = registry.members();
         assert!(Arc::ptr_eq(&first, &registry.members()), "no change, same snapshot");
-        registry.log_in(2, &login(2, "bea"), &outbox(2));
+        registry.log_in(2, &login(2, "bea"), &outbox(2), None);
         let second = registry.members();
         assert_eq!(second.len(), 2);
         let ana = second.iter().find(|m| m.recipient.connection == 1).unwrap();

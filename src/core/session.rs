@@ -131,13 +131,21 @@ impl<'a> Session<'a> {
     /// Marks the session logged in as `login`: it joins the registry (and
     /// from now on misses no message), and its outbox holds events until
     /// the reply that says so is emitted.
-    pub(super) fn enter(&mut self, login: &Login) {
-        self.core.registry.log_in(self.id, login, &self.outbox);
+    ///
+    /// # Errors
+    /// `db-error` when the session cannot be recorded (a cluster whose
+    /// database is unreachable): the session stays logged out.
+    pub(super) fn enter(&mut self, login: &Login) -> Result<(), ErrorCode> {
+        self.core
+            .presence
+            .log_in(self.id, login, &self.outbox)
+            .map_err(|e| self.failed("login", &e))?;
         self.me = Some(Me {
             account_id: login.account_id,
             username: Arc::clone(&login.username),
         });
         self.entering = true;
+        Ok(())
     }
 
     /// Logs a storage failure of `what` and returns its code.
@@ -153,7 +161,7 @@ impl<'a> Session<'a> {
         self.settle();
         if let Some(me) = self.me.take() {
             log::info!("connection {}: {} left", self.id, me.username);
-            self.core.registry.log_out(self.id);
+            self.core.presence.log_out(self.id);
         }
         self.core.registry.disconnect(self.id);
         self.outbox.finish();

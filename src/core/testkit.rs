@@ -113,7 +113,7 @@ impl TestCore {
     pub fn start(change: impl FnOnce(&mut Config)) -> TestCore {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut config = Config {
-            db: dir.path().join("chat.db"),
+            db: dir.path().join("chat.db").display().to_string(),
             bcrypt_cost: 4,
             hash_threads: 1,
             ..Config::default()

@@ -50,24 +50,19 @@ impl Read for Input<'_> {
     }
 }
 
-/// Serves one accepted TCP connection until it closes. Called on the
-/// connection's own thread; returns when the connection is finished with.
-pub fn run(stream: TcpStream, id: ConnectionId, core: &Core) {
-    let peer = match stream.peer_addr() {
-        Ok(peer) => peer,
-        Err(e) => {
-            log::debug!("connection {id} gone before it was served: {e}");
-            return;
-        }
-    };
+/// Serves one accepted TCP connection from client `peer` (the address a
+/// trusted balancer gave, or the socket's own) until it closes. Called on
+/// the connection's own thread; returns when the connection is finished
+/// with. The login timeout counts from `accepted`.
+pub fn run(stream: TcpStream, peer: SocketAddr, id: ConnectionId, accepted: Instant, core: &Core) {
     match TcpTransport::new(stream) {
-        Ok(transport) => serve(Arc::new(transport), peer, id, core),
+        Ok(transport) => serve(Arc::new(transport), peer, id, accepted, core),
         Err(e) => log::error!("connection {id} from {peer}: cannot set up its output: {e}"),
     }
 }
 
 /// Serves one connection of charla's line protocol over `transport`.
-pub fn serve(transport: Arc<dyn Transport>, peer: SocketAddr, id: ConnectionId, core: &Core) {
+pub fn serve(transport: Arc<dyn Transport>, peer: SocketAddr, id: ConnectionId, accepted: Instant, core: &Core) {
     let outbox = Outbox::new(
         Arc::clone(&transport),
         Arc::new(CharlaCodec),
@@ -80,8 +75,9 @@ pub fn serve(transport: Arc<dyn Transport>, peer: SocketAddr, id: ConnectionId, 
     if core.shutdown.is_triggered() {
         outbox.bye(ErrorCode::ShuttingDown);
     }
+    let login_deadline = accepted + core.config.login_timeout;
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_commands(&mut session, &*transport)
+        read_commands(&mut session, &*transport, login_deadline)
     }));
     if served.is_err() {
         log::error!("connection {id}: its thread panicked; closing it");
@@ -92,9 +88,8 @@ pub fn serve(transport: Arc<dyn Transport>, peer: SocketAddr, id: ConnectionId, 
 
 /// The read loop: one command per line until the client leaves, the
 /// connection fails or the session is told to close.
-fn read_commands(session: &mut Session<'_>, transport: &dyn Transport) {
+fn read_commands(session: &mut Session<'_>, transport: &dyn Transport, login_deadline: Instant) {
     let config = &session.core().config;
-    let login_deadline = Instant::now() + config.login_timeout;
     let input = Input {
         transport,
         login_deadline: Some(login_deadline),

@@ -5,7 +5,11 @@
 //! - [`conn`]: one connection of charla's line protocol, from `HELLO` to
 //!   close.
 //! - [`tcp`]: plain TCP as the core's transport.
+//! - [`proxy`]: the PROXY protocol header of a trusted load balancer.
+//! - [`health`]: `/health` for balancers and operators.
 
 pub mod conn;
+pub mod health;
+pub mod proxy;
 pub mod server;
 pub mod tcp;

@@ -1,10 +1,16 @@
-//! The server: the accept loop, the connection limits, and the orderly
+//! The server: the accept loops, the connection limits, and the orderly
 //! stop.
 //!
 //! [`Server::open`] prepares everything that can fail before a client is
-//! served (the core: storage, hashing pool, journal); [`Server::run`] then
-//! serves an already-bound listener until a [`Shutdown`] is triggered, so
-//! the binary and the tests start it the same way (tests bind port 0).
+//! served (the core: storage, hashing pool, journal, and for a cluster the
+//! node's registration); [`Server::run`] then serves already-bound
+//! listeners until a [`Shutdown`] is triggered, so the binary and the tests
+//! start it the same way (tests bind port 0).
+//!
+//! Each chat listener has an accept thread. The total connection limit is
+//! checked there; everything that may take time (a PROXY header from a
+//! trusted balancer, then the per-address limit on the address it carries)
+//! happens on the connection's own thread.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -15,16 +21,29 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::core::code::ErrorCode;
+use crate::core::codec::Codec as _;
+use crate::core::event::Event;
 use crate::core::{Core, CoreThreads, StartError};
-use crate::proto::charla;
+use crate::proto::charla::CharlaCodec;
 use crate::shutdown::Shutdown;
 
-/// Stack of a connection thread: it parses, queries SQLite and formats
-/// replies, all shallow; bcrypt runs elsewhere.
+use super::{conn, health, proxy};
+
+/// Stack of a connection thread: it parses, queries the database and
+/// formats replies, all shallow; bcrypt runs elsewhere.
 const SESSION_STACK: usize = 256 * 1024;
 /// How long stopping waits for sessions to finish; with the journal's own
 /// drain this keeps the whole stop within PROTOCOL.md 5.6's 10 seconds.
 const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// The sockets a server serves, bound by the caller.
+#[derive(Default)]
+pub struct Listeners {
+    /// charla's line protocol in plain text (`--addr`).
+    pub plain: Option<TcpListener>,
+    /// `/health` (`--health-addr`).
+    pub health: Option<TcpListener>,
+}
 
 /// A server ready to serve.
 pub struct Server {
@@ -34,8 +53,8 @@ pub struct Server {
     threads: CoreThreads,
 }
 
-/// Live session threads in all and per source address, for the connection
-/// limits and for waiting on them when stopping.
+/// Live connection threads in all and per client address, for the
+/// connection limits and for waiting on them when stopping.
 #[derive(Default)]
 struct Live {
     count: Mutex<LiveCount>,
@@ -44,18 +63,10 @@ struct Live {
 
 #[derive(Default)]
 struct LiveCount {
-    /// Session threads running.
+    /// Connection threads running.
     total: usize,
-    /// Of those, by source address (only addresses that are limited).
+    /// Of those, by client address (only addresses that are limited).
     by_address: HashMap<IpAddr, usize>,
-}
-
-/// Why a connection is refused before it is served.
-enum Refusal {
-    /// The server holds `--max-clients` connections.
-    Full,
-    /// The address holds `--max-connections-per-address` connections.
-    AddressFull,
 }
 
 impl Live {
@@ -63,35 +74,43 @@ impl Live {
         self.count.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a new session from `addr` (`None`: not limited per address)
-    /// unless a limit is reached.
-    fn try_add(&self, addr: Option<IpAddr>, max_total: usize, max_per_address: usize) -> Result<(), Refusal> {
+    /// Counts a new connection unless `max_total` are open.
+    fn try_add(&self, max_total: usize) -> bool {
         let mut count = self.lock();
         if count.total >= max_total {
-            return Err(Refusal::Full);
-        }
-        if let Some(addr) = addr {
-            let from = count.by_address.entry(addr).or_insert(0);
-            if max_per_address > 0 && *from >= max_per_address {
-                return Err(Refusal::AddressFull);
-            }
-            *from += 1;
+            return false;
         }
         count.total += 1;
-        Ok(())
+        true
     }
 
-    fn remove(&self, addr: Option<IpAddr>) {
+    /// Counts a connection against its client address unless the address
+    /// holds `max_per_address` (0: no limit).
+    fn try_add_address(&self, addr: IpAddr, max_per_address: usize) -> bool {
         let mut count = self.lock();
-        count.total -= 1;
-        if let Some(addr) = addr
-            && let Some(from) = count.by_address.get_mut(&addr)
-        {
+        let from = count.by_address.entry(addr).or_insert(0);
+        if max_per_address > 0 && *from >= max_per_address {
+            if *from == 0 {
+                count.by_address.remove(&addr);
+            }
+            return false;
+        }
+        *from += 1;
+        true
+    }
+
+    fn remove_address(&self, addr: IpAddr) {
+        let mut count = self.lock();
+        if let Some(from) = count.by_address.get_mut(&addr) {
             *from -= 1;
             if *from == 0 {
                 count.by_address.remove(&addr);
             }
         }
+    }
+
+    fn remove(&self) {
+        self.lock().total -= 1;
         self.changed.notify_all();
     }
 
@@ -99,7 +118,7 @@ impl Live {
         self.lock().total
     }
 
-    /// Waits until no session is left or `deadline` passes; returns how
+    /// Waits until no connection is left or `deadline` passes; returns how
     /// many are left.
     fn wait_empty(&self, deadline: Instant) -> usize {
         let mut count = self.lock();
@@ -118,92 +137,64 @@ impl Live {
     }
 }
 
-/// Uncounts a session when its thread ends, even by panic.
-struct LiveGuard(Arc<Live>, Option<IpAddr>);
+/// Uncounts a connection when its thread ends, even by panic.
+struct LiveGuard(Arc<Live>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.remove(self.1);
+        self.0.remove();
+    }
+}
+
+/// Uncounts a connection's client address when its thread ends.
+struct AddressGuard(Arc<Live>, IpAddr);
+
+impl Drop for AddressGuard {
+    fn drop(&mut self) {
+        self.0.remove_address(self.1);
     }
 }
 
 impl Server {
-    /// Starts the core: storage, hashing pool, journal, fan-out.
+    /// Starts the core: storage, hashing pool, journal, fan-out, and for a
+    /// cluster the node's registration and threads.
     ///
     /// # Errors
     /// [`StartError`] when the database cannot be opened or is not a
-    /// charla database, the bcrypt cost is refused, or a thread cannot
-    /// start.
+    /// charla database, the node's name is taken, the bcrypt cost is
+    /// refused, or a thread cannot start.
     pub fn open(config: Config, shutdown: Shutdown) -> Result<Server, StartError> {
         let (core, threads) = Core::start(config, shutdown)?;
         Ok(Server { core, threads })
     }
 
-    /// Serves `listener` until the shutdown is triggered, then stops in
+    /// Serves `listeners` until the shutdown is triggered, then stops in
     /// order: no new connections, `BYE shutting-down` to every connection,
     /// every message already read stored and acknowledged, then returns.
+    /// `/health` answers `draining` from the moment the shutdown is
+    /// triggered.
     ///
     /// # Errors
-    /// When the listener's address cannot be read or the accept-loop waker
-    /// cannot start.
-    pub fn run(self, listener: TcpListener) -> std::io::Result<()> {
+    /// When a listener's address cannot be read or a thread cannot start.
+    pub fn run(self, listeners: Listeners) -> std::io::Result<()> {
         let core = self.core;
-        let live = Arc::new(Live::default());
-        let waker = spawn_waker(core.shutdown.clone(), listener.local_addr()?)?;
-        let next_id = AtomicU64::new(1);
-        for stream in listener.incoming() {
-            if core.shutdown.is_triggered() {
-                break;
-            }
-            let stream = match stream {
-                Ok(stream) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly
-                    // instead of spinning, and keep serving.
-                    log::warn!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            let limited = stream
-                .peer_addr()
-                .ok()
-                .map(|peer| peer.ip())
-                .filter(|ip| core.limits.applies_to(*ip));
-            let per_address = core.limits.config.connections_per_address;
-            match live.try_add(limited, core.config.max_clients, per_address) {
-                Ok(()) => {}
-                Err(Refusal::Full) => {
-                    log::warn!("connection refused: server full");
-                    refuse_full(stream);
-                    continue;
-                }
-                Err(Refusal::AddressFull) => {
-                    log::warn!(
-                        "connection refused: too many connections from {}",
-                        limited.map_or_else(String::new, |a| a.to_string())
-                    );
-                    refuse_full(stream);
-                    continue;
-                }
-            }
-            let id = next_id.fetch_add(1, Ordering::Relaxed);
-            let guard = LiveGuard(Arc::clone(&live), limited);
-            let conn_core = Arc::clone(&core);
-            let spawned = thread::Builder::new()
-                .name(format!("session-{id}"))
-                .stack_size(SESSION_STACK)
-                .spawn(move || {
-                    let _guard = guard;
-                    super::conn::run(stream, id, &conn_core);
-                });
-            if let Err(e) = spawned {
-                // The closure (and with it the stream and the guard) was
-                // dropped: the peer sees the connection close.
-                log::error!("cannot start a session thread: {e}");
-            }
+        if let Some(health) = listeners.health {
+            // It runs until the process ends: a balancer keeps seeing
+            // `draining` while the node stops.
+            health::spawn(health, Arc::clone(&core))?;
         }
-        drop(listener);
+        let live = Arc::new(Live::default());
+        let next_id = Arc::new(AtomicU64::new(1));
+        let mut accepting = Vec::new();
+        if let Some(plain) = listeners.plain {
+            accepting.push(spawn_accept(plain, &core, &live, &next_id)?);
+        }
+        core.shutdown.wait();
+        self.threads.leaving();
+        for (accept, waker) in accepting {
+            let _ = accept.join();
+            let _ = waker.join();
+        }
         log::info!("stopping: {} connection(s) open", live.get());
         core.registry.bye_all(ErrorCode::ShuttingDown);
         let left = live.wait_empty(Instant::now() + STOP_GRACE);
@@ -211,26 +202,115 @@ impl Server {
             log::warn!("stopping with {left} connection(s) still closing");
         }
         self.threads.stop(&core);
-        let _ = waker.join();
         log::info!("stopped");
         Ok(())
     }
 }
 
-/// Answers a connection over the limit with `BYE server-full` and closes it.
-fn refuse_full(stream: TcpStream) {
-    use std::io::Write as _;
+/// Starts the accept loop of `listener` and the thread that wakes it at
+/// shutdown.
+fn spawn_accept(
+    listener: TcpListener,
+    core: &Arc<Core>,
+    live: &Arc<Live>,
+    next_id: &Arc<AtomicU64>,
+) -> std::io::Result<(JoinHandle<()>, JoinHandle<()>)> {
+    let waker = spawn_waker(core.shutdown.clone(), listener.local_addr()?)?;
+    let (core, live, next_id) = (Arc::clone(core), Arc::clone(live), Arc::clone(next_id));
+    let accept = thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || accept_loop(&listener, &core, &live, &next_id))?;
+    Ok((accept, waker))
+}
 
-    use crate::core::codec::Codec as _;
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+/// Accepts connections until the shutdown is triggered.
+fn accept_loop(listener: &TcpListener, core: &Arc<Core>, live: &Arc<Live>, next_id: &AtomicU64) {
+    for stream in listener.incoming() {
+        if core.shutdown.is_triggered() {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // instead of spinning, and keep serving.
+                log::warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let accepted = Instant::now();
+        if !live.try_add(core.config.max_clients) {
+            log::warn!("connection refused: server full");
+            refuse_full(&stream);
+            continue;
+        }
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let guard = LiveGuard(Arc::clone(live));
+        let (core, live) = (Arc::clone(core), Arc::clone(live));
+        let spawned = thread::Builder::new()
+            .name(format!("session-{id}"))
+            .stack_size(SESSION_STACK)
+            .spawn(move || {
+                let _guard = guard;
+                connection(stream, id, accepted, &core, &live);
+            });
+        if let Err(e) = spawned {
+            // The closure (and with it the stream and the guard) was
+            // dropped: the peer sees the connection close.
+            log::error!("cannot start a session thread: {e}");
+        }
+    }
+}
+
+/// One accepted connection, on its own thread: the client's address (from
+/// a trusted balancer's PROXY header), the per-address limit, then the
+/// protocol.
+fn connection(stream: TcpStream, id: u64, accepted: Instant, core: &Core, live: &Arc<Live>) {
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(e) => {
+            log::debug!("connection {id} gone before it was served: {e}");
+            return;
+        }
+    };
+    let client: SocketAddr = if core.config.trusted_proxies.contains(&peer.ip()) {
+        match proxy::read_header(&stream) {
+            Ok(Some(client)) => client,
+            Ok(None) => peer,
+            Err(e) => {
+                log::info!("connection {id} from {peer} (a trusted proxy) closed: {e}");
+                return;
+            }
+        }
+    } else {
+        peer
+    };
+    let _address_guard = if core.limits.applies_to(client.ip()) {
+        if !live.try_add_address(client.ip(), core.limits.config.connections_per_address) {
+            log::warn!("connection refused: too many connections from {}", client.ip());
+            refuse_full(&stream);
+            return;
+        }
+        Some(AddressGuard(Arc::clone(live), client.ip()))
+    } else {
+        None
+    };
+    conn::run(stream, client, id, accepted, core);
+}
+
+/// Answers a connection over a limit with `BYE server-full` and closes it.
+fn refuse_full(stream: &TcpStream) {
+    use std::io::Write as _;
     let mut bye = Vec::new();
-    charla::CharlaCodec.event(&crate::core::event::Event::Bye(ErrorCode::ServerFull), &mut bye);
-    let _ = (&stream).write_all(&bye);
+    CharlaCodec.event(&Event::Bye(ErrorCode::ServerFull), &mut bye);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = (&*stream).write_all(&bye);
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-/// Starts the thread that wakes the accept loop once shutdown is triggered,
-/// by connecting to the listener (a blocking accept has no other portable
+/// Starts the thread that wakes an accept loop once shutdown is triggered,
+/// by connecting to its listener (a blocking accept has no other portable
 /// wake-up in `std::net`).
 fn spawn_waker(shutdown: Shutdown, mut addr: SocketAddr) -> std::io::Result<JoinHandle<()>> {
     if addr.ip().is_unspecified() {

@@ -7,6 +7,7 @@
 //! by the journal thread, performs every write. Nothing here knows about
 //! sockets, sessions or the wire format.
 
+pub mod postgres;
 pub mod sqlite;
 
 use thiserror::Error;
@@ -61,6 +62,9 @@ pub enum Destination {
 pub struct NewMessage {
     /// Author's account id.
     pub user_id: AccountId,
+    /// The connection that sent it, for backends whose readers deliver
+    /// from storage (the sender gets the `OK`, not the event); 0 if none.
+    pub origin: u64,
     /// Trimmed, validated text.
     pub body: String,
     /// Idempotency token, if the command was tagged.
@@ -161,6 +165,9 @@ pub struct Joined {
     pub created: bool,
     /// The account was already a member: nothing changed.
     pub already: bool,
+    /// Where the change is in the log every node delivers from (0 for a
+    /// backend without one, or when nothing changed).
+    pub position: u64,
 }
 
 /// What a PART changed.
@@ -170,6 +177,8 @@ pub enum Parted {
     Left {
         /// The room has no members left and is gone.
         ended: bool,
+        /// Where the change is in the log (0 without one).
+        position: u64,
     },
     /// The account was not a member (nothing changed).
     NotMember,
@@ -182,6 +191,12 @@ pub enum StoreError {
     /// The database reported an error (disk full, read-only, locked...).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error or could not be reached.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// The database holds something this version cannot use.
+    #[error("{0}")]
+    Incompatible(String),
     /// The file exists but is not a charla database.
     #[error("{path} is not a charla database ({why})")]
     NotCharla {
@@ -251,6 +266,12 @@ pub trait Store: Send + Sync {
     /// [`StoreError`] when storage cannot be read.
     fn sync(&self, reader: AccountId, after: MessageId, limit: u32) -> Result<Vec<StoredMessage>, StoreError>;
 
+    /// The highest message id stored (0 when there is none).
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    fn last_message_id(&self) -> Result<MessageId, StoreError>;
+
     /// How many accounts exist (the lobby's member count).
     ///
     /// # Errors
@@ -291,16 +312,152 @@ pub trait StoreWriter: Send {
 
     /// Makes `user_id` a member of the live room called `name` (matched
     /// regardless of case; `#` included), creating the room with this case
-    /// if there is none.
+    /// if there is none. `origin` is the asking connection, as for
+    /// [`NewMessage::origin`].
     ///
     /// # Errors
     /// [`StoreError`] when the change cannot be stored; nothing changed.
-    fn join(&mut self, user_id: AccountId, name: &str, ts: Millis) -> Result<Joined, StoreError>;
+    fn join(&mut self, user_id: AccountId, name: &str, ts: Millis, origin: u64) -> Result<Joined, StoreError>;
 
     /// Ends `user_id`'s membership of room `room`; the room ends with its
-    /// last member.
+    /// last member. `origin` as for [`StoreWriter::join`].
     ///
     /// # Errors
     /// [`StoreError`] when the change cannot be stored; nothing changed.
-    fn part(&mut self, user_id: AccountId, room: RoomId, ts: Millis) -> Result<Parted, StoreError>;
+    fn part(&mut self, user_id: AccountId, room: RoomId, ts: Millis, origin: u64) -> Result<Parted, StoreError>;
+}
+
+/// A live node of a cluster, as `/health/nodes` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Its `--node` name.
+    pub name: String,
+    /// Its logged-in sessions.
+    pub sessions: u64,
+    /// Milliseconds since it last showed itself to the database.
+    pub seen_ms_ago: u64,
+}
+
+/// One entry of the log every node of a cluster delivers from, in id
+/// order: messages, membership changes and presence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRow {
+    /// Its id in the one sequence.
+    pub id: MessageId,
+    /// The node instance and connection that caused it, if known.
+    pub origin: Option<(String, u64)>,
+    /// What happened.
+    pub what: Logged,
+}
+
+/// What a [`LogRow`] records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Logged {
+    /// A message was stored.
+    Message(StoredMessage),
+    /// An account joined (`joined`) or left a room.
+    Membership {
+        /// The room.
+        room: RoomId,
+        /// Its name with its creator's case.
+        room_name: String,
+        /// The account.
+        user: AccountId,
+        /// Its username.
+        username: String,
+        /// Joined, or left.
+        joined: bool,
+    },
+    /// An account came online (`online`) or went offline, counting every
+    /// node's sessions.
+    Presence {
+        /// The account.
+        user: AccountId,
+        /// Its username.
+        username: String,
+        /// Online, or offline.
+        online: bool,
+    },
+}
+
+/// What several nodes on one database share beyond the [`Store`]: node
+/// identity and liveness, sessions on every node, and the log each node
+/// tails to deliver what any node stored.
+pub trait ClusterStore: Send + Sync {
+    /// Claims `name` for this process's `instance`. Returns false when a
+    /// live node (seen within the last 10 s and not stopped) holds it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn register_node(&self, name: &str, instance: &str) -> Result<bool, StoreError>;
+
+    /// Shows the node alive. Returns false when the name is no longer this
+    /// instance's (it was declared dead and taken over).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn heartbeat(&self, name: &str, instance: &str) -> Result<bool, StoreError>;
+
+    /// Marks the node stopped (it leaves the list at once) and ends its
+    /// sessions.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn stop_node(&self, name: &str, instance: &str) -> Result<(), StoreError>;
+
+    /// Ends the sessions of instances that are not live nodes (dead for
+    /// longer than `dead_after`). Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn reap(&self, dead_after: std::time::Duration) -> Result<u32, StoreError>;
+
+    /// The live nodes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn live_nodes(&self) -> Result<Vec<NodeRow>, StoreError>;
+
+    /// Records a logged-in session; returns the log position at its login
+    /// (it hears of presence changes after it).
+    ///
+    /// # Errors
+    /// [`StoreError`] when it could not be recorded.
+    fn session_start(&self, instance: &str, conn: u64, user: AccountId) -> Result<u64, StoreError>;
+
+    /// Forgets a session.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it could not be recorded.
+    fn session_end(&self, instance: &str, conn: u64) -> Result<(), StoreError>;
+
+    /// The accounts with a session on any live node (among `among` when
+    /// given), as `(username, full name)`, sorted by username regardless of
+    /// case.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn online(&self, among: Option<&[AccountId]>) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The log position and the live rooms as of one moment, so a node
+    /// starts its view of the rooms and its tail consistently.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn snapshot(&self) -> Result<(u64, Vec<StoredRoom>), StoreError>;
+
+    /// Up to `limit` log entries with an id above `after`, in id order.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn log_after(&self, after: u64, limit: u32) -> Result<Vec<LogRow>, StoreError>;
+
+    /// Blocks until some node announces new log entries or `timeout`
+    /// passes; returns whether an announcement came. Announcements are
+    /// only a hint: they can be lost (a reconnecting listener misses them),
+    /// so readers also poll.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the listening connection fails.
+    fn wait_for_log(&self, timeout: std::time::Duration) -> Result<bool, StoreError>;
 }

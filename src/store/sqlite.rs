@@ -248,6 +248,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn last_message_id(&self) -> Result<MessageId, StoreError> {
+        self.with_reader(|conn| conn.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |row| row.get(0)))
+    }
+
     fn count_accounts(&self) -> Result<u64, StoreError> {
         let count: i64 = self.with_reader(|conn| conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0)))?;
         Ok(u64::try_from(count).unwrap_or(0))
@@ -358,7 +362,7 @@ impl StoreWriter for SqliteWriter {
         Ok(outcomes)
     }
 
-    fn join(&mut self, user_id: AccountId, name: &str, ts: Millis) -> Result<Joined, StoreError> {
+    fn join(&mut self, user_id: AccountId, name: &str, ts: Millis, _: u64) -> Result<Joined, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -385,10 +389,11 @@ impl StoreWriter for SqliteWriter {
             name,
             created,
             already: added == 0,
+            position: 0,
         })
     }
 
-    fn part(&mut self, user_id: AccountId, room: RoomId, ts: Millis) -> Result<Parted, StoreError> {
+    fn part(&mut self, user_id: AccountId, room: RoomId, ts: Millis, _: u64) -> Result<Parted, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -407,7 +412,7 @@ impl StoreWriter for SqliteWriter {
                 .execute(params![room, ts])?;
         }
         tx.commit()?;
-        Ok(Parted::Left { ended })
+        Ok(Parted::Left { ended, position: 0 })
     }
 }
 
@@ -452,6 +457,7 @@ mod tests {
         let juan = writer.create_account(&account("juan"), 1).unwrap();
         let say = |user_id, tag: Option<&str>, body: &str| NewMessage {
             user_id,
+            origin: 0,
             body: body.into(),
             tag: tag.map(Into::into),
             to: Destination::Lobby,
@@ -488,6 +494,7 @@ mod tests {
         let batch: Vec<_> = (0..5)
             .map(|i| NewMessage {
                 user_id: ana.id,
+                origin: 0,
                 body: format!("m{i}"),
                 tag: None,
                 to: Destination::Lobby,
@@ -581,6 +588,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_user_tag
     fn message(user_id: AccountId, body: &str, to: Destination) -> NewMessage {
         NewMessage {
             user_id,
+            origin: 0,
             body: body.into(),
             tag: None,
             to,
@@ -616,7 +624,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_user_tag
         assert!(lobby.iter().all(|m| m.place == Place::Lobby));
         assert_eq!(store.find_tag(1, "t1").unwrap(), Some((1, 2)), "old tags still count");
         let mut writer = store.open_writer().unwrap();
-        let joined = writer.join(1, "#Nueva", 5).unwrap();
+        let joined = writer.join(1, "#Nueva", 5, 0).unwrap();
         assert!(joined.created);
         assert_eq!(store.live_rooms().unwrap().len(), 1);
         // Opening it again changes nothing.
@@ -633,28 +641,34 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_user_tag
         let mut writer = store.open_writer().unwrap();
         let ana = writer.create_account(&account("ana"), 1).unwrap();
         let bea = writer.create_account(&account("bea"), 1).unwrap();
-        let first = writer.join(ana.id, "#Clase", 1).unwrap();
+        let first = writer.join(ana.id, "#Clase", 1, 0).unwrap();
         assert!(first.created && !first.already);
-        let again = writer.join(bea.id, "#CLASE", 2).unwrap();
+        let again = writer.join(bea.id, "#CLASE", 2, 0).unwrap();
         assert_eq!(
             (again.room, again.name.as_str(), again.created),
             (first.room, "#Clase", false)
         );
-        assert!(writer.join(bea.id, "#clase", 3).unwrap().already);
+        assert!(writer.join(bea.id, "#clase", 3, 0).unwrap().already);
         writer
             .append(&[message(ana.id, "en clase", Destination::Room(first.room))], 4)
             .unwrap();
         assert_eq!(
-            writer.part(ana.id, first.room, 5).unwrap(),
-            Parted::Left { ended: false }
+            writer.part(ana.id, first.room, 5, 0).unwrap(),
+            Parted::Left {
+                ended: false,
+                position: 0
+            }
         );
-        assert_eq!(writer.part(ana.id, first.room, 5).unwrap(), Parted::NotMember);
+        assert_eq!(writer.part(ana.id, first.room, 5, 0).unwrap(), Parted::NotMember);
         assert_eq!(
-            writer.part(bea.id, first.room, 6).unwrap(),
-            Parted::Left { ended: true }
+            writer.part(bea.id, first.room, 6, 0).unwrap(),
+            Parted::Left {
+                ended: true,
+                position: 0
+            }
         );
         assert!(store.live_rooms().unwrap().is_empty());
-        let second = writer.join(bea.id, "#clase", 7).unwrap();
+        let second = writer.join(bea.id, "#clase", 7, 0).unwrap();
         assert!(second.created && second.room != first.room);
         assert_eq!(second.name, "#clase");
         assert!(
@@ -676,7 +690,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_user_tag
         let ana = writer.create_account(&account("ana"), 1).unwrap();
         let bea = writer.create_account(&account("bea"), 1).unwrap();
         let carla = writer.create_account(&account("carla"), 1).unwrap();
-        let room = writer.join(ana.id, "#a", 1).unwrap().room;
+        let room = writer.join(ana.id, "#a", 1, 0).unwrap().room;
         writer
             .append(
                 &[
@@ -721,7 +735,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_user_tag
             }
         );
         // After PART the room's messages are no longer the reader's.
-        writer.part(ana.id, room, 3).unwrap();
+        writer.part(ana.id, room, 3, 0).unwrap();
         assert_eq!(
             bodies(&store.sync(ana.id, 0, 100).unwrap()),
             ["lobby", "a bea", "a ana"]
