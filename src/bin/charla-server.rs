@@ -1,6 +1,7 @@
 //! `charla-server`: parses the command line, binds, opens storage, and runs
 //! the server until SIGINT or SIGTERM.
 
+use std::io::Write as _;
 use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -171,15 +172,22 @@ fn main() -> ExitCode {
         eprintln!("charla-server: cannot watch for signals: {e}");
         return ExitCode::FAILURE;
     }
+    // The health line first: scripts that wait for "Servidor escuchando"
+    // then know every address. Stdout may be closed by whoever started us:
+    // that is no reason to stop.
+    let mut stdout = std::io::stdout();
+    if let Some(Ok(addr)) = health.as_ref().map(TcpListener::local_addr) {
+        let _ = writeln!(stdout, "Salud en http://{addr}/health");
+    }
     match listener.local_addr() {
-        Ok(addr) => println!("Servidor escuchando en {addr}"),
+        Ok(addr) => {
+            let _ = writeln!(stdout, "Servidor escuchando en {addr}");
+            let _ = stdout.flush();
+        }
         Err(e) => {
             eprintln!("charla-server: cannot read the listening address: {e}");
             return ExitCode::FAILURE;
         }
-    }
-    if let Some(Ok(addr)) = health.as_ref().map(TcpListener::local_addr) {
-        println!("Salud en http://{addr}/health");
     }
     let listeners = Listeners {
         plain: Some(listener),

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ pub struct TestServer {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `/health`, when started with `--health-addr`.
+    pub health: Option<SocketAddr>,
     /// Holds the database (and the server's stderr log) until dropped.
     pub dir: tempfile::TempDir,
     /// The database file.
@@ -61,7 +65,9 @@ impl TestServer {
             .open(dir.path().join("server.log"))
             .expect("the server log file");
         let mut command = server_command(dir.path());
-        command.args(["--addr", "127.0.0.1:0"]);
+        if !args.contains(&"--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
         if let Some(db) = &db {
             command.arg("--db").arg(db);
         }
@@ -78,8 +84,20 @@ impl TestServer {
             .spawn()
             .expect("charla-server starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).expect("the startup line");
+        let mut lines = BufReader::new(stdout);
+        let mut health = None;
+        let first = loop {
+            let mut line = String::new();
+            if lines.read_line(&mut line).expect("the startup lines") == 0 {
+                let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                panic!("the server ended before listening; its log:\n{log}");
+            }
+            if let Some(url) = line.trim().strip_prefix("Salud en http://") {
+                health = url.trim_end_matches("/health").parse().ok();
+                continue;
+            }
+            break line;
+        };
         let addr = first
             .trim()
             .rsplit(' ')
@@ -88,7 +106,13 @@ impl TestServer {
             .unwrap_or_else(|| panic!("no address in the startup line {first:?}"));
         assert!(first.contains("Servidor escuchando en"), "startup line: {first:?}");
         let db = db.unwrap_or_else(|| dir.path().join("chat.db"));
-        TestServer { child, addr, dir, db }
+        TestServer {
+            child,
+            addr,
+            health,
+            dir,
+            db,
+        }
     }
 
     /// The server's pid, for signals.
@@ -598,4 +622,29 @@ pub fn scripted_server(mut answer: impl FnMut(&str) -> Option<Vec<u8>> + Send + 
         }
     });
     addr
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1 (for servers that
+/// must come back on the same address).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A plain HTTP/1.1 `GET` of `path` on `addr`: the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the health port");
+    stream.set_read_timeout(Some(LINE_TIMEOUT)).expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send the request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
 }
