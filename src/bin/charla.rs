@@ -15,7 +15,9 @@ use charla::client::{Options, exit};
     version,
     about,
     after_help = "\
-In the chat: /who, /historial [N] (/history), /ayuda (/help), salir (/quit).
+In the chat (Spanish spellings in brackets): /join #room (/unirse), /part [#room] (/salir-de),
+/switch #room (/cambiar), /rooms (/salas), /msg user text (/privado), /who [#room] (/quien),
+/history [#room|@user] [N] (/historial), /help (/ayuda), /quit (salir). Other lines go to the current room.
 
 Exit codes:
   0    the user left (salir, /quit, end of input)

@@ -15,8 +15,12 @@
 //!   signals.
 //! - [`editor`]: the line editor behind the terminal prompt, a pure state
 //!   machine from key events to a line and the row that shows it.
-//! - [`typed`]: what a typed chat line means (message, `/who`, `salir`...).
-//! - [`display`]: how messages and lists from the network look on screen.
+//! - [`typed`]: what a typed chat line means (message, `/join`, `/msg`,
+//!   `/who`, `salir`...), Spanish and English spellings alike.
+//! - [`rooms`]: the rooms the account is in, as far as the client has
+//!   heard, and the current room that plain lines go to.
+//! - [`display`]: how messages and lists from the network look on screen,
+//!   each message saying where it belongs (lobby, `#sala`, `privado`).
 //! - [`i18n`]: every sentence, in Spanish and English.
 //!
 //! The reader thread only reads the socket; the input side (one plain input
@@ -42,6 +46,7 @@ pub mod console;
 pub mod display;
 pub mod editor;
 pub mod i18n;
+pub mod rooms;
 pub mod session;
 pub mod typed;
 

@@ -4,10 +4,17 @@
 //! The session owns the protocol state of the client: the queue of commands
 //! sent and not yet answered (replies come back in order, and each carries
 //! the `@TAG` of its command, so the front of the queue is always the command
-//! a reply answers), the lines of a multi-line reply being collected, and the
-//! ids of the messages already shown. It waits on three channels at once:
+//! a reply answers), the lines of a multi-line reply being collected, the
+//! ids of the messages already shown, and the rooms the account is in with
+//! the current one ([`Rooms`]). It waits on three channels at once:
 //! server lines, typed lines and signals. It never reads the socket or the
 //! keyboard itself, and it prints only through the [`Console`].
+//!
+//! Plain lines go to the current room: `SAY` for the lobby (so a version 1
+//! server still understands them), `SEND #sala` elsewhere. After login the
+//! client asks `ROOMS`; a version 1 server answers `ERR - bad-request`, and
+//! the room commands then say the server has no rooms instead of sending
+//! anything.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,12 +25,14 @@ use crossbeam_channel::select;
 use super::ClientError;
 use super::connection::{Connection, Incoming};
 use super::console::{Ask, Console, Input};
-use super::display::{self, SeenIds};
+use super::display::{self, Post, SeenIds};
 use super::i18n::{Lang, Text};
-use super::typed::{DEFAULT_HISTORY, Typed};
+use super::rooms::Rooms;
+use super::typed::{DEFAULT_HISTORY, Target, Typed};
 use crate::core::code::ErrorCode;
+use crate::core::rooms::{LOBBY, is_lobby};
 use crate::core::validate;
-use crate::proto::charla::{ChatMessage, ServerLine};
+use crate::proto::charla::ServerLine;
 
 /// How long a command may wait for its reply before the server counts as
 /// gone. Generous: bcrypt on a busy server takes a while.
@@ -71,9 +80,11 @@ enum Sent {
     Register,
     /// `LOGIN`: the dialogue waits for it.
     Login,
-    /// `SAY`, with the text to name it if it fails (and to resend it after
-    /// a reconnection, the tag making that idempotent).
-    Say {
+    /// `SAY` (to the lobby) or `SEND` (to a room or a person), with the
+    /// text to name it if it fails.
+    Message {
+        /// `#ROOM` or `@USER` for `SEND`; `None` for `SAY`.
+        to: Option<String>,
         /// The text as sent.
         text: String,
     },
@@ -83,8 +94,21 @@ enum Sent {
         /// Whether this is the history sent right after login.
         initial: bool,
     },
-    /// `WHO`.
-    Who,
+    /// `WHO` or `WHO #ROOM`.
+    Who {
+        /// The room asked about; `None` for the lobby (everyone online).
+        room: Option<String>,
+    },
+    /// `ROOMS`; the one right after login tells the account's rooms (or
+    /// that the server has none), an explicit `/rooms` lists them all.
+    Rooms {
+        /// Whether this is the listing sent right after login.
+        initial: bool,
+    },
+    /// `JOIN #ROOM`: the room becomes the current one at its `OK`.
+    Join,
+    /// `PART #ROOM`.
+    Part,
     /// `QUIT`: the session ends at its `OK QUIT`.
     Quit,
 }
@@ -95,11 +119,25 @@ impl Sent {
         match self {
             Sent::Register => "REGISTER",
             Sent::Login => "LOGIN",
-            Sent::Say { .. } => "SAY",
+            Sent::Message { to: None, .. } => "SAY",
+            Sent::Message { to: Some(_), .. } => "SEND",
             Sent::History { .. } => "HISTORY",
-            Sent::Who => "WHO",
+            Sent::Who { .. } => "WHO",
+            Sent::Rooms { .. } => "ROOMS",
+            Sent::Join => "JOIN",
+            Sent::Part => "PART",
             Sent::Quit => "QUIT",
         }
+    }
+
+    /// Whether the next typed line waits for this command's reply: a
+    /// listing is not mixed with what the next line prints, and a change of
+    /// room is in force before the next message is sent.
+    fn holds_input(&self) -> bool {
+        matches!(
+            self,
+            Sent::History { .. } | Sent::Who { .. } | Sent::Rooms { .. } | Sent::Join | Sent::Part
+        )
     }
 }
 
@@ -110,8 +148,8 @@ type Reply = Result<String, (Option<ErrorCode>, String)>;
 enum Done {
     /// The reply to `LOGIN` or `REGISTER`.
     Account(Reply),
-    /// The history sent after login has been shown.
-    InitialHistory,
+    /// The history and the rooms sent after login have been shown.
+    Ready,
     /// `OK QUIT`.
     Quit,
 }
@@ -168,13 +206,24 @@ struct Session<'c> {
     tags: Tags,
     /// Commands sent and not yet answered, oldest first.
     pending: VecDeque<Pending>,
-    /// `MSG` lines received while a `HISTORY` is the oldest pending command:
-    /// its body, possibly preceded by live messages (the two look alike).
-    history_lines: Vec<ChatMessage>,
+    /// `MSG` and `POST` lines received while a `HISTORY` is the oldest
+    /// pending command: its body, possibly preceded by live messages (the
+    /// two look alike).
+    history_lines: Vec<Post>,
     /// `USER` lines of the `WHO` being answered: (username, full name).
     who_lines: Vec<(String, String)>,
-    /// Messages already shown.
+    /// `ROOM` lines of the `ROOMS` being answered: (name, members, member).
+    room_lines: Vec<(String, u64, bool)>,
+    /// Messages already shown, and this session's own messages (the server
+    /// never sends a sender its own message, but a catch-up would).
     seen: SeenIds,
+    /// The username logged in as (empty before), to tell this account's
+    /// own messages and membership changes from others'.
+    username: String,
+    /// The account's rooms and the current one.
+    rooms: Rooms,
+    /// False once the server answered `ROOMS` as a version 1 server does.
+    has_rooms: bool,
     /// Set by `BYE`: its code and text, and how long to wait for the close.
     closing: Option<(Option<ErrorCode>, String, Instant)>,
 }
@@ -189,7 +238,11 @@ impl<'c> Session<'c> {
             pending: VecDeque::new(),
             history_lines: Vec::new(),
             who_lines: Vec::new(),
+            room_lines: Vec::new(),
             seen: SeenIds::default(),
+            username: String::new(),
+            rooms: Rooms::new(),
+            has_rooms: true,
             closing: None,
         }
     }
@@ -365,23 +418,28 @@ impl<'c> Session<'c> {
 
     // ----- the chat -----------------------------------------------------
 
-    /// The chat: the latest messages, then every typed line, until `salir`
-    /// (or the end of input) and the server's `OK QUIT`.
+    /// The chat: the latest messages and the account's rooms, then every
+    /// typed line, until `salir` (or the end of input) and the server's
+    /// `OK QUIT`.
     ///
-    /// Messages are pipelined (the next line is read at once), but after
-    /// `/who` or `/historial` the next line is read only once the listing is
-    /// on screen, so its output is not mixed with what the next line prints;
-    /// the same holds for the history shown after login.
+    /// Messages are pipelined (the next line is read at once), but after a
+    /// listing (`/who`, `/historial`, `/rooms`) or a change of room
+    /// (`/join`, `/part`) the next line is read only once its reply is in
+    /// ([`Sent::holds_input`]); the same holds for what is shown after
+    /// login.
     fn chat(&mut self, account: &Account) -> Result<(), ClientError> {
+        self.username = account.username.clone();
         self.send(Sent::History { initial: true }, &format!("HISTORY {DEFAULT_HISTORY}"))?;
+        self.send(Sent::Rooms { initial: true }, "ROOMS")?;
         let mut leaving = false;
         loop {
-            if !leaving && !self.listing_pending() {
-                self.console.ask(Ask::Chat, "");
+            if !leaving && !self.input_held() {
+                let room = self.rooms.current().to_string();
+                self.console.ask(Ask::Chat, &room);
             }
             match self.next_event() {
                 Event::Server(incoming) => match self.on_incoming(incoming)? {
-                    Some(Done::InitialHistory) => self.say(Text::ChatHint),
+                    Some(Done::Ready) => self.say(Text::ChatHint),
                     Some(Done::Quit) => {
                         self.say(Text::Disconnected {
                             username: &validate::for_display(&account.username),
@@ -403,38 +461,103 @@ impl<'c> Session<'c> {
         }
     }
 
-    /// Whether a `WHO` or `HISTORY` reply is still to be shown.
-    fn listing_pending(&self) -> bool {
-        self.pending
-            .iter()
-            .any(|pending| matches!(pending.command, Sent::Who | Sent::History { .. }))
+    /// Whether a reply that holds the next typed line back is still to come.
+    fn input_held(&self) -> bool {
+        self.pending.iter().any(|pending| pending.command.holds_input())
     }
 
     /// Acts on one typed line; true when it was the order to leave.
     fn typed(&mut self, line: &str) -> Result<bool, ClientError> {
-        match Typed::parse(line) {
+        let typed = Typed::parse(line);
+        let needs_rooms = match typed {
+            Typed::Join(_) | Typed::Part(_) | Typed::Rooms | Typed::Private { .. } => true,
+            Typed::Who(Some(room)) | Typed::Switch(room) => !is_lobby(room),
+            Typed::History { target, .. } => target.is_some_and(|t| !matches!(t, Target::Room(r) if is_lobby(r))),
+            _ => false,
+        };
+        if needs_rooms && !self.has_rooms {
+            self.say(Text::NoRooms);
+            return Ok(false);
+        }
+        match typed {
             Typed::Blank => {}
-            Typed::Say(text) => match validate::text(text) {
-                Ok(text) => self.send(Sent::Say { text: text.to_string() }, &format!("SAY {text}"))?,
-                Err(code) => self.say(Text::SayFailed {
-                    code: Some(code),
-                    server_text: "",
-                    excerpt: &display::excerpt(text.trim_matches([' ', '\t']), EXCERPT),
-                }),
-            },
+            Typed::Say(text) => {
+                let to = self.rooms.current_room().map(str::to_string);
+                self.message(to, text)?;
+            }
+            Typed::Private { to, text } => self.message(Some(format!("@{to}")), text)?,
             Typed::Quit => {
                 self.send(Sent::Quit, "QUIT")?;
                 return Ok(true);
             }
-            Typed::Who => self.send(Sent::Who, "WHO")?,
-            Typed::History(count) => self.send(Sent::History { initial: false }, &format!("HISTORY {count}"))?,
-            Typed::BadHistory => self.say(Text::HistoryUsage),
+            Typed::Who(room) => {
+                let room = room.or(self.rooms.current_room()).filter(|room| !is_lobby(room));
+                let line = room.map_or_else(|| "WHO".to_string(), |room| format!("WHO {room}"));
+                let room = room.map(str::to_string);
+                self.send(Sent::Who { room }, &line)?;
+            }
+            Typed::History { target, count } => {
+                let target = match target {
+                    Some(Target::Room(room)) => Some(room.to_string()),
+                    Some(Target::User(user)) => Some(format!("@{user}")),
+                    None => self.rooms.current_room().map(str::to_string),
+                };
+                let line = match target.filter(|target| !is_lobby(target)) {
+                    Some(target) => format!("HISTORY {target} {count}"),
+                    None => format!("HISTORY {count}"),
+                };
+                self.send(Sent::History { initial: false }, &line)?;
+            }
+            Typed::Join(room) => self.send(Sent::Join, &format!("JOIN {room}"))?,
+            Typed::Part(room) => {
+                let room = room.unwrap_or(self.rooms.current()).to_string();
+                self.send(Sent::Part, &format!("PART {room}"))?;
+            }
+            Typed::Rooms => self.send(Sent::Rooms { initial: false }, "ROOMS")?,
+            Typed::Switch(room) => match self.rooms.switch(room) {
+                Some(name) => {
+                    let room = validate::for_display(name);
+                    self.say(Text::NowIn { room: &room });
+                }
+                None => self.say(Text::NotInRoom { room }),
+            },
             Typed::Help => self.say(Text::Help),
+            Typed::Usage(usage) => self.say(Text::Usage(usage)),
+            Typed::Invalid(code) => self.refused(Some(code), ""),
             Typed::Unknown(command) => self.say(Text::UnknownCommand {
                 command: &validate::for_display(command),
             }),
         }
         Ok(false)
+    }
+
+    /// Sends a typed message: `SAY` to the lobby (`to` is `None`), `SEND`
+    /// to a room or a person; a text that breaks the rules is refused here,
+    /// with the server's sentence.
+    fn message(&mut self, to: Option<String>, text: &str) -> Result<(), ClientError> {
+        match validate::text(text) {
+            Ok(text) => {
+                let line = match &to {
+                    Some(to) => format!("SEND {to} {text}"),
+                    None => format!("SAY {text}"),
+                };
+                self.send(
+                    Sent::Message {
+                        to,
+                        text: text.to_string(),
+                    },
+                    &line,
+                )
+            }
+            Err(code) => {
+                self.say(Text::SayFailed {
+                    code: Some(code),
+                    server_text: "",
+                    excerpt: &display::excerpt(text.trim_matches([' ', '\t']), EXCERPT),
+                });
+                Ok(())
+            }
+        }
     }
 
     // ----- what the server says ------------------------------------------
@@ -457,15 +580,42 @@ impl<'c> Session<'c> {
             ServerLine::Ok { tag, verb, fields } => self.on_reply(tag, &verb, Ok(fields)),
             ServerLine::Err { tag, verb, code, text } => self.on_reply(tag, &verb, Err((code, text))),
             ServerLine::Msg(message) => {
-                if matches!(self.front(), Some(Sent::History { .. })) {
-                    self.history_lines.push(message);
-                } else {
-                    self.show_live(&message);
-                }
+                self.on_post(Post::lobby(message));
                 Ok(None)
             }
-            ServerLine::User { username, full_name } if matches!(self.front(), Some(Sent::Who)) => {
+            ServerLine::Post { target, message } => {
+                self.on_post(Post::addressed(&target, message));
+                Ok(None)
+            }
+            ServerLine::User { username, full_name } if matches!(self.front(), Some(Sent::Who { .. })) => {
                 self.who_lines.push((username, full_name));
+                Ok(None)
+            }
+            ServerLine::Room { name, members, member } if matches!(self.front(), Some(Sent::Rooms { .. })) => {
+                self.room_lines.push((name, members, member));
+                Ok(None)
+            }
+            ServerLine::Enter { room, user } => {
+                if user.eq_ignore_ascii_case(&self.username) {
+                    // This account joined from another session.
+                    self.rooms.joined(&room);
+                }
+                self.say(Text::RoomEntered {
+                    room: &validate::for_display(&room),
+                    username: &validate::for_display(&user),
+                });
+                Ok(None)
+            }
+            ServerLine::Exit { room, user } => {
+                self.say(Text::RoomExited {
+                    room: &validate::for_display(&room),
+                    username: &validate::for_display(&user),
+                });
+                // This account left from another session: nothing typed
+                // here may go there any more.
+                if user.eq_ignore_ascii_case(&self.username) && self.rooms.parted(&room) {
+                    self.say(Text::NowIn { room: LOBBY });
+                }
                 Ok(None)
             }
             ServerLine::Join(username) => {
@@ -484,12 +634,7 @@ impl<'c> Session<'c> {
                 self.closing = Some((code, text, Instant::now() + BYE_GRACE));
                 Ok(None)
             }
-            // Rooms and private messages (protocol 1.1): this client does
-            // not use them yet, and a version 1 session is never sent them.
-            ServerLine::Post { .. } | ServerLine::Enter { .. } | ServerLine::Exit { .. } | ServerLine::Room { .. } => {
-                Ok(None)
-            }
-            ServerLine::User { .. } | ServerLine::Hello { .. } => {
+            ServerLine::User { .. } | ServerLine::Room { .. } | ServerLine::Hello { .. } => {
                 self.say(Text::IgnoredServerLine);
                 Ok(None)
             }
@@ -513,25 +658,36 @@ impl<'c> Session<'c> {
         match pending.command {
             Sent::Register | Sent::Login => Ok(Some(Done::Account(reply))),
             Sent::Quit => Ok(Some(Done::Quit)),
-            Sent::Say { text } => {
-                if let Err((code, server_text)) = reply {
-                    self.say(Text::SayFailed {
+            Sent::Message { text, .. } => {
+                match reply {
+                    // `OK SAY ID TS`: this message is never to be shown as
+                    // someone else's, should a catch-up bring it back.
+                    Ok(fields) => {
+                        if let Some(id) = fields.split(' ').next().and_then(|id| id.parse().ok()) {
+                            self.seen.first_time(id);
+                        }
+                    }
+                    Err((code, server_text)) => self.say(Text::SayFailed {
                         code,
                         server_text: &validate::for_display(&server_text),
                         excerpt: &display::excerpt(&text, EXCERPT),
-                    });
+                    }),
                 }
                 Ok(None)
             }
             Sent::History { initial } => {
                 self.show_history(initial, reply);
-                Ok(initial.then_some(Done::InitialHistory))
+                Ok(None)
             }
-            Sent::Who => {
+            Sent::Who { room } => {
                 let users = std::mem::take(&mut self.who_lines);
                 match reply {
                     Ok(_) => {
-                        self.say(Text::WhoHeader { count: users.len() });
+                        let room = room.map(|room| validate::for_display(&room));
+                        self.say(Text::WhoHeader {
+                            count: users.len(),
+                            room: room.as_deref(),
+                        });
                         for (username, full_name) in users {
                             self.console.say(&display::who_line(&username, &full_name));
                         }
@@ -540,6 +696,78 @@ impl<'c> Session<'c> {
                 }
                 Ok(None)
             }
+            Sent::Rooms { initial } => {
+                self.show_rooms(initial, reply);
+                Ok(initial.then_some(Done::Ready))
+            }
+            Sent::Join => {
+                match reply {
+                    Ok(fields) => {
+                        let Ok(room) = validate::room(fields.trim_end()) else {
+                            return Err(self.protocol("OK JOIN without a room"));
+                        };
+                        self.rooms.joined(room);
+                        self.rooms.switch(room);
+                        self.say(Text::RoomJoined {
+                            room: &validate::for_display(room),
+                        });
+                    }
+                    Err((code, text)) => self.refused(code, &text),
+                }
+                Ok(None)
+            }
+            Sent::Part => {
+                match reply {
+                    Ok(fields) => {
+                        let Ok(room) = validate::room(fields.trim_end()) else {
+                            return Err(self.protocol("OK PART without a room"));
+                        };
+                        let was_current = self.rooms.parted(room);
+                        self.say(Text::RoomParted {
+                            room: &validate::for_display(room),
+                        });
+                        if was_current {
+                            self.say(Text::NowIn { room: LOBBY });
+                        }
+                    }
+                    Err((code, text)) => self.refused(code, &text),
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The end of a `ROOMS` reply: the account's rooms are the ones flagged
+    /// `*`. After login they are named in one sentence (and a version 1
+    /// server's `bad-request` says only that it has no rooms); an explicit
+    /// `/rooms` lists every room.
+    fn show_rooms(&mut self, initial: bool, reply: Reply) {
+        let listed = std::mem::take(&mut self.room_lines);
+        match reply {
+            Ok(_) => {
+                let mine = listed
+                    .iter()
+                    .filter(|(_, _, member)| *member)
+                    .map(|(name, _, _)| name.as_str());
+                if self.rooms.listed(mine) {
+                    self.say(Text::NowIn { room: LOBBY });
+                }
+                if initial {
+                    let names = validate::for_display(&self.rooms.names().join(", "));
+                    self.say(Text::YourRooms { rooms: &names });
+                } else {
+                    self.say(Text::RoomsHeader { count: listed.len() });
+                    for (name, members, member) in &listed {
+                        self.say(Text::RoomLine {
+                            name: &validate::for_display(name),
+                            members: *members,
+                            member: *member,
+                        });
+                    }
+                }
+            }
+            Err((Some(ErrorCode::BadRequest), _)) if initial => self.has_rooms = false,
+            Err((code, text)) => self.refused(code, &text),
         }
     }
 
@@ -556,12 +784,12 @@ impl<'c> Session<'c> {
         let body = lines.split_off(lines.len() - count);
         if initial {
             lines.extend(body);
-            lines.sort_by_key(|message| message.id);
+            lines.sort_by_key(|post| post.message.id);
             let now = Local::now();
             let fresh: Vec<String> = lines
                 .iter()
-                .filter(|message| self.seen.first_time(message.id))
-                .map(|message| display::message_line(message, &now))
+                .filter(|post| self.seen.first_time(post.message.id))
+                .map(|post| display::message_line(post, &self.username, self.lang, &now))
                 .collect();
             if !fresh.is_empty() {
                 self.say(Text::RecentMessages);
@@ -570,8 +798,8 @@ impl<'c> Session<'c> {
                 self.console.say(&line);
             }
         } else {
-            for message in &lines {
-                self.show_live(message);
+            for post in &lines {
+                self.show_live(post);
             }
             if reply.is_ok() {
                 if body.is_empty() {
@@ -579,9 +807,10 @@ impl<'c> Session<'c> {
                 } else {
                     self.say(Text::HistoryHeader { count: body.len() });
                     let now = Local::now();
-                    for message in &body {
-                        self.seen.first_time(message.id);
-                        self.console.say(&display::message_line(message, &now));
+                    for post in &body {
+                        self.seen.first_time(post.message.id);
+                        let line = display::message_line(post, &self.username, self.lang, &now);
+                        self.console.say(&line);
                     }
                 }
             }
@@ -591,10 +820,20 @@ impl<'c> Session<'c> {
         }
     }
 
+    /// A `MSG` or `POST` line: part of the `HISTORY` being answered, or a
+    /// live message.
+    fn on_post(&mut self, post: Post) {
+        if matches!(self.front(), Some(Sent::History { .. })) {
+            self.history_lines.push(post);
+        } else {
+            self.show_live(&post);
+        }
+    }
+
     /// Shows a message of the chat unless it was already shown.
-    fn show_live(&mut self, message: &ChatMessage) {
-        if self.seen.first_time(message.id) {
-            let line = display::message_line(message, &Local::now());
+    fn show_live(&mut self, post: &Post) {
+        if self.seen.first_time(post.message.id) {
+            let line = display::message_line(post, &self.username, self.lang, &Local::now());
             self.console.say(&line);
         }
     }
@@ -645,7 +884,7 @@ impl<'c> Session<'c> {
     fn unconfirmed(&self) -> usize {
         self.pending
             .iter()
-            .filter(|pending| matches!(pending.command, Sent::Say { .. }))
+            .filter(|pending| matches!(pending.command, Sent::Message { .. }))
             .count()
     }
 
