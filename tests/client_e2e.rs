@@ -315,11 +315,13 @@ fn connection_refused_names_the_address() {
     );
 }
 
+/// With `--reconnect-for 0` a chat does not fail over (tests/client_failover.rs
+/// has what happens otherwise).
 #[test]
 fn a_stopping_server_ends_the_chat_with_a_server_error() {
     let server = TestServer::start();
     quit(common::registered(&server, "ana"));
-    let mut charla = Charla::against(&server);
+    let mut charla = Charla::start(&server.addr.to_string(), &["--reconnect-for", "0"]);
     charla.type_lines(&["1", "ana", "secreto123"]);
     charla.expect(HINT);
     server.signal("TERM");
@@ -338,7 +340,7 @@ fn a_stopping_server_ends_the_chat_with_a_server_error() {
 fn a_vanished_server_is_a_connection_error() {
     let mut server = TestServer::start();
     quit(common::registered(&server, "ana"));
-    let mut charla = Charla::against(&server);
+    let mut charla = Charla::start(&server.addr.to_string(), &["--reconnect-for", "0"]);
     charla.type_lines(&["1", "ana", "secreto123"]);
     charla.expect(HINT);
     server.kill9();

@@ -34,6 +34,17 @@ pub enum ConnectFailure<'a> {
     Other(&'a str),
 }
 
+/// Why a chat session lost its server, for [`Text::Reconnecting`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    /// The connection ended without `BYE` (reset, the server died).
+    Lost,
+    /// A command got no reply in time.
+    NoReply,
+    /// The server said `BYE shutting-down` (a node stopping).
+    ShuttingDown,
+}
+
 /// One sentence (or block of lines) for a person, with its values.
 ///
 /// Values are borrowed and must already be safe to print.
@@ -148,6 +159,27 @@ pub enum Text<'a> {
     },
     /// A room or private-message command on a version 1 server.
     NoRooms,
+    /// The chat lost its server and the client is trying to reconnect.
+    Reconnecting {
+        /// The address it was connected to.
+        addr: &'a str,
+        /// What happened.
+        why: Interruption,
+        /// For how long it will keep trying.
+        secs: u64,
+    },
+    /// The client is connected and logged in again after a failover.
+    Reconnected {
+        /// The address it is connected to now.
+        addr: &'a str,
+    },
+    /// Connection level: reconnecting failed for as long as it may take.
+    GaveUp {
+        /// Every address tried, joined with `, `.
+        addrs: &'a str,
+        /// How long the client kept trying.
+        secs: u64,
+    },
     /// `JOIN USER`: someone came online.
     Joined {
         /// Who.
@@ -316,6 +348,20 @@ impl Text<'_> {
             Text::NoRooms => {
                 "Este servidor no tiene salas ni mensajes privados (habla la versión 1 del protocolo).".into()
             }
+            Text::Reconnecting { addr, why, secs } => {
+                let what = match why {
+                    Interruption::Lost => format!("Se perdió la conexión con el servidor en {addr}"),
+                    Interruption::NoReply => format!("El servidor en {addr} dejó de responder"),
+                    Interruption::ShuttingDown => format!("El servidor en {addr} se está apagando"),
+                };
+                format!("{what}; intentando reconectar (hasta {secs} segundos)…")
+            }
+            Text::Reconnected { addr } => {
+                format!("Conexión recuperada con el servidor en {addr}.")
+            }
+            Text::GaveUp { addrs, secs } => {
+                format!("Error de conexión: no se pudo volver a conectar con el servidor ({addrs}) en {secs} segundos.")
+            }
             Text::Joined { username } => format!("*** {username} se ha conectado."),
             Text::Left { username } => format!("*** {username} se ha desconectado."),
             Text::Refused { code, server_text } => refusal(code, server_text, Lang::Es),
@@ -440,6 +486,18 @@ impl Text<'_> {
             Text::RoomEntered { room, username } => format!("*** {username} joined {room}."),
             Text::RoomExited { room, username } => format!("*** {username} left {room}."),
             Text::NoRooms => "This server has no rooms or private messages (it speaks protocol version 1).".into(),
+            Text::Reconnecting { addr, why, secs } => {
+                let what = match why {
+                    Interruption::Lost => format!("The connection to the server at {addr} was lost"),
+                    Interruption::NoReply => format!("The server at {addr} stopped answering"),
+                    Interruption::ShuttingDown => format!("The server at {addr} is shutting down"),
+                };
+                format!("{what}; trying to reconnect (for up to {secs} seconds)…")
+            }
+            Text::Reconnected { addr } => format!("Reconnected to the server at {addr}."),
+            Text::GaveUp { addrs, secs } => {
+                format!("Connection error: could not reconnect to the server ({addrs}) within {secs} seconds.")
+            }
             Text::Joined { username } => format!("*** {username} has joined."),
             Text::Left { username } => format!("*** {username} has left."),
             Text::Refused { code, server_text } => refusal(code, server_text, Lang::En),
@@ -692,6 +750,11 @@ mod tests {
                 username: "ana",
             },
             Text::NoRooms,
+            Text::Reconnected { addr: "h:1" },
+            Text::GaveUp {
+                addrs: "h:1, h:2",
+                secs: 60,
+            },
             Text::Joined { username: "ana" },
             Text::Left { username: "ana" },
             Text::InputTooLong,
@@ -730,6 +793,13 @@ mod tests {
                 server_text: "new thing",
             },
         ];
+        for why in [Interruption::Lost, Interruption::NoReply, Interruption::ShuttingDown] {
+            all.push(Text::Reconnecting {
+                addr: "h:1",
+                why,
+                secs: 60,
+            });
+        }
         for code in ErrorCode::ALL {
             all.push(Text::Refused {
                 code: Some(code),
