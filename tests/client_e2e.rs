@@ -9,12 +9,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
-use std::time::{Duration, Instant};
 
-use common::{LINE_TIMEOUT, TestServer};
+use common::{Charla, TestServer, run_piped};
 
 const MENU: &str = "¿Deseas (1) Iniciar sesión o (2) Registrarte?:";
 const ASK_NAME: &str = "Ingrese su nombre completo:";
@@ -22,148 +19,8 @@ const ASK_USER: &str = "Ingrese su nombre de usuario:";
 const ASK_PASSWORD: &str = "Ingrese su contraseña:";
 const HINT: &str =
     "Escribe un mensaje y pulsa Intro para enviarlo. /ayuda muestra los comandos; salir cierra la sesión.";
-
-/// A running `charla`, its stdin held open until closed or dropped.
-struct Charla {
-    /// The process.
-    child: Child,
-    /// Its stdin; `None` once closed (the client's end of input).
-    stdin: Option<ChildStdin>,
-    /// Its stdout, line by line.
-    stdout: Receiver<String>,
-    /// Its stderr, line by line.
-    stderr: Receiver<String>,
-    /// Every stdout line read so far, for failure messages.
-    seen: Vec<String>,
-}
-
-impl Charla {
-    /// `charla --server ADDR` plus `args`.
-    fn start(addr: &str, args: &[&str]) -> Charla {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_charla"))
-            .args(["--server", addr])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("charla starts");
-        let stdin = child.stdin.take();
-        let stdout = lines_of(child.stdout.take().expect("piped stdout"));
-        let stderr = lines_of(child.stderr.take().expect("piped stderr"));
-        Charla {
-            child,
-            stdin,
-            stdout,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    /// `charla` against `server`.
-    fn against(server: &TestServer) -> Charla {
-        Charla::start(&server.addr.to_string(), &[])
-    }
-
-    /// Types lines (each followed by a newline).
-    fn type_lines(&mut self, lines: &[&str]) {
-        let stdin = self.stdin.as_mut().expect("stdin is still open");
-        for line in lines {
-            stdin
-                .write_all(format!("{line}\n").as_bytes())
-                .expect("write to charla");
-        }
-        stdin.flush().expect("flush charla's stdin");
-    }
-
-    /// Closes stdin: the end of input.
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// The next stdout line, or `None` at the end of output.
-    fn next_line(&mut self) -> Option<String> {
-        match self.stdout.recv_timeout(LINE_TIMEOUT) {
-            Ok(line) => {
-                self.seen.push(line.clone());
-                Some(line)
-            }
-            Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("charla printed nothing for {LINE_TIMEOUT:?}; so far: {:#?}", self.seen)
-            }
-        }
-    }
-
-    /// Reads stdout up to the first line containing `text`; returns it.
-    fn expect(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + LINE_TIMEOUT;
-        while Instant::now() < deadline {
-            match self.next_line() {
-                Some(line) if line.contains(text) => return line,
-                Some(_) => {}
-                None => panic!("charla ended without printing {text:?}; it printed {:#?}", self.seen),
-            }
-        }
-        panic!("no {text:?} within {LINE_TIMEOUT:?}; charla printed {:#?}", self.seen)
-    }
-
-    /// Waits for the process to exit by itself; returns its status with the
-    /// rest of stdout and all of stderr.
-    fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
-        let deadline = Instant::now() + LINE_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("charla still runs after {LINE_TIMEOUT:?}; it printed {:#?}", self.seen);
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let mut rest = Vec::new();
-        while let Ok(line) = self.stdout.recv_timeout(LINE_TIMEOUT) {
-            rest.push(line);
-        }
-        let mut stderr = String::new();
-        while let Ok(line) = self.stderr.recv_timeout(LINE_TIMEOUT) {
-            stderr.push_str(&line);
-            stderr.push('\n');
-        }
-        (status, rest, stderr)
-    }
-}
-
-impl Drop for Charla {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A thread that forwards the lines of `source` until it ends.
-fn lines_of(source: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(source).lines() {
-            let Ok(line) = line else { return };
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    receiver
-}
-
-/// Runs `charla` with all of `input` on stdin (then end of input), as
-/// `printf ... | charla` does; returns status, stdout lines and stderr.
-fn run_piped(addr: &str, args: &[&str], input: &[&str]) -> (ExitStatus, Vec<String>, String) {
-    let mut charla = Charla::start(addr, args);
-    charla.type_lines(input);
-    charla.close_stdin();
-    charla.finish()
-}
+/// What an account in no room but the lobby is told after login.
+const ONLY_GENERAL: &str = "Tus salas: #general.";
 
 /// The bodies of `HISTORY 50` as `(user, text)`, read with a raw client.
 fn stored_messages(server: &TestServer) -> Vec<(String, String)> {
@@ -225,6 +82,7 @@ fn registers_sends_a_message_and_leaves_with_salir() {
             ASK_USER,
             ASK_PASSWORD,
             "Registro exitoso. Bienvenido Ana Ríos!",
+            ONLY_GENERAL,
             HINT,
             "Usuario ana se ha desconectado.",
         ],
@@ -283,6 +141,7 @@ fn login_with_a_wrong_then_the_right_password_and_end_of_input_leaves() {
             ASK_USER,
             ASK_PASSWORD,
             "Bienvenido ana Apellido!",
+            ONLY_GENERAL,
             HINT,
             "Usuario ana se ha desconectado.",
         ],
@@ -432,6 +291,7 @@ fn lang_en_speaks_english() {
             "Enter your username:",
             "Enter your password:",
             "Sign-up successful. Welcome Ana Ríos!",
+            "Your rooms: #general.",
             "Type a message and press Enter to send it. /help lists the commands; /quit (or salir) logs out.",
             "User ana has disconnected.",
         ]
@@ -455,11 +315,13 @@ fn connection_refused_names_the_address() {
     );
 }
 
+/// With `--reconnect-for 0` a chat does not fail over (tests/client_failover.rs
+/// has what happens otherwise).
 #[test]
 fn a_stopping_server_ends_the_chat_with_a_server_error() {
     let server = TestServer::start();
     quit(common::registered(&server, "ana"));
-    let mut charla = Charla::against(&server);
+    let mut charla = Charla::start(&server.addr.to_string(), &["--reconnect-for", "0"]);
     charla.type_lines(&["1", "ana", "secreto123"]);
     charla.expect(HINT);
     server.signal("TERM");
@@ -478,7 +340,7 @@ fn a_stopping_server_ends_the_chat_with_a_server_error() {
 fn a_vanished_server_is_a_connection_error() {
     let mut server = TestServer::start();
     quit(common::registered(&server, "ana"));
-    let mut charla = Charla::against(&server);
+    let mut charla = Charla::start(&server.addr.to_string(), &["--reconnect-for", "0"]);
     charla.type_lines(&["1", "ana", "secreto123"]);
     charla.expect(HINT);
     server.kill9();

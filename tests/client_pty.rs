@@ -324,3 +324,39 @@ fn ctrl_c_while_no_prompt_is_active_ends_the_client() {
     );
     assert!(charla.echoes(), "the terminal was left without echo");
 }
+
+#[test]
+fn the_prompt_shows_the_current_room_and_follows_it() {
+    let server = TestServer::start();
+    let mut reader = Reader::new(&server);
+    let mut eva = common::registered(&server, "eva");
+    let mut charla = PtyCharla::start(&server);
+    for (prompt, answer) in [
+        ("(2) Registrarte?:", "1\r"),
+        ("nombre de usuario:", "eva\r"),
+        ("contraseña:", "secreto123\r"),
+    ] {
+        charla.wait_for(prompt, PROCESS_TIMEOUT);
+        charla.type_keys(answer);
+    }
+    charla.wait_for(HINT, PROCESS_TIMEOUT);
+    charla.wait_for("#general> ", PROCESS_TIMEOUT);
+
+    charla.type_keys("/join #Clase\r");
+    charla.wait_for("#Clase> ", PROCESS_TIMEOUT);
+    // Half a line typed when another session of the account leaves the
+    // room: the prompt changes, the line stays, and it goes to the lobby.
+    charla.type_keys("hola");
+    charla.wait_for("#Clase> hola", PROCESS_TIMEOUT);
+    eva.send("PART #Clase");
+    charla.wait_for("Ahora escribes en #general.", PROCESS_TIMEOUT);
+    charla.wait_for("#general> hola", PROCESS_TIMEOUT);
+    charla.type_keys("\r");
+    assert_eq!(reader.wait_for("eva", 1), ["hola"], "{:?}", charla.screen());
+
+    charla.type_keys("/cambiar #nada\rsalir\r");
+    let status = charla.wait_exit();
+    let screen = charla.screen();
+    assert!(status.success(), "{status:?}: {screen:?}");
+    assert!(screen.contains("No estás en #nada"), "{screen:?}");
+}

@@ -2,11 +2,12 @@
 //! [`charla::client::run`].
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
 use charla::client::i18n::Lang;
-use charla::client::{Options, exit};
+use charla::client::{Options, RECONNECT_FOR, exit};
 
 /// The charla chat client: log in or register, then chat. Reads from the
 /// keyboard on a terminal, or line by line from stdin when it is a pipe.
@@ -15,22 +16,41 @@ use charla::client::{Options, exit};
     version,
     about,
     after_help = "\
-In the chat: /who, /historial [N] (/history), /ayuda (/help), salir (/quit).
+Once logged in, a lost connection (or a server saying it is shutting down) does not end the chat:
+the client reconnects to the addresses in turn, logs in again, resends what was not confirmed
+and shows what it missed, once and in order.
+
+In the chat (Spanish spellings in brackets): /join #room (/unirse), /part [#room] (/salir-de),
+/switch #room (/cambiar), /rooms (/salas), /msg user text (/privado), /who [#room] (/quien),
+/history [#room|@user] [N] (/historial), /help (/ayuda), /quit (salir). Other lines go to the current room.
 
 Exit codes:
   0    the user left (salir, /quit, end of input)
   1    bad arguments, or the terminal or stdin failed
-  2    connection error: the server could not be reached, the connection was lost, or it stopped answering
-  3    server error: the server closed the session (BYE: shutting down, full, ...) or broke the protocol
+  2    connection error: no server could be reached, or the connection was lost (or a server stopped
+       answering, or shut down) and reconnecting failed for --reconnect-for seconds
+  3    server error: the server closed the session (BYE: full, slow consumer, ...; shutting down with
+       --reconnect-for 0) or broke the protocol
   130  interrupted (Ctrl-C, SIGINT, SIGTERM, SIGHUP)"
 )]
 struct Args {
-    /// The server's address, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:8000")]
-    server: String,
+    /// The server's address, HOST:PORT; several, separated by commas (the
+    /// nodes of one chat, or a load balancer), are tried in turn, at start
+    /// and when the connection is lost.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8000",
+        value_name = "HOST:PORT[,HOST:PORT...]"
+    )]
+    server: Vec<String>,
     /// Language of the dialogue and messages: es (Spanish) or en (English).
     #[arg(long, value_enum, default_value_t = Lang::Es)]
     lang: Lang,
+    /// Once logged in, how long to keep trying to reconnect when the
+    /// connection is lost or a server stops (0: never; end at once).
+    #[arg(long, value_name = "SECS", default_value_t = RECONNECT_FOR.as_secs())]
+    reconnect_for: u64,
 }
 
 fn main() -> ExitCode {
@@ -43,9 +63,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
+    let servers: Vec<String> = args.server.into_iter().map(|s| s.trim().to_string()).collect();
+    if servers.iter().any(String::is_empty) {
+        eprintln!("charla: --server: an empty address in the list");
+        return ExitCode::from(exit::USAGE);
+    }
     let options = Options {
-        server: args.server,
+        servers,
         lang: args.lang,
+        reconnect_for: Duration::from_secs(args.reconnect_for),
     };
     ExitCode::from(charla::client::run(&options))
 }

@@ -9,7 +9,7 @@
 //! session's job.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::thread;
 use std::time::Duration;
 
@@ -54,7 +54,8 @@ pub enum Incoming {
     Failed(io::Error),
 }
 
-/// An open connection that has received the server's `HELLO`.
+/// An open connection that has received the server's `HELLO`. Dropping it
+/// shuts the socket down, which also ends its reader thread.
 pub struct Connection {
     /// The address as the user gave it, for the messages that name it.
     addr: String,
@@ -75,7 +76,18 @@ impl Connection {
     /// [`ClientError::Version`] or [`ClientError::Protocol`] when it does not
     /// speak protocol 1; [`ClientError::Lost`] when it hangs up first.
     pub fn open(addr: &str) -> Result<Connection, ClientError> {
-        let stream = connect(addr)?;
+        Connection::open_within(addr, CONNECT_TIMEOUT)
+    }
+
+    /// [`Connection::open`] with connecting, and then waiting for `HELLO`,
+    /// each bounded by `limit` as well (a client that reconnects has a
+    /// deadline of its own).
+    ///
+    /// # Errors
+    /// As [`Connection::open`].
+    pub fn open_within(addr: &str, limit: Duration) -> Result<Connection, ClientError> {
+        let limit = limit.min(CONNECT_TIMEOUT).max(Duration::from_millis(1));
+        let stream = connect(addr, limit)?;
         let failed = |source| ClientError::Connect {
             addr: addr.to_string(),
             source,
@@ -94,7 +106,7 @@ impl Connection {
             writer: stream,
             incoming,
         };
-        connection.expect_hello()?;
+        connection.expect_hello(limit)?;
         Ok(connection)
     }
 
@@ -122,9 +134,9 @@ impl Connection {
 
     /// Waits for the greeting; a `BYE` instead of it means the server will
     /// not take this connection (PROTOCOL.md 5.5, `server-full`).
-    fn expect_hello(&self) -> Result<(), ClientError> {
+    fn expect_hello(&self, limit: Duration) -> Result<(), ClientError> {
         let addr = || self.addr.clone();
-        match self.incoming.recv_timeout(CONNECT_TIMEOUT) {
+        match self.incoming.recv_timeout(limit) {
             Ok(Incoming::Line(ServerLine::Hello { version, .. })) if version == PROTOCOL_VERSION.to_string() => Ok(()),
             Ok(Incoming::Line(ServerLine::Hello { version, .. })) => {
                 Err(ClientError::Version { addr: addr(), version })
@@ -147,20 +159,29 @@ impl Connection {
             }),
             Err(RecvTimeoutError::Timeout) => Err(ClientError::NoReply {
                 addr: addr(),
-                secs: CONNECT_TIMEOUT.as_secs(),
+                secs: limit.as_secs(),
                 unconfirmed: 0,
             }),
         }
     }
 }
 
-/// Resolves `addr` and tries each address in turn, as `nc` would.
-fn connect(addr: &str) -> Result<TcpStream, ClientError> {
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The reader thread holds a clone of the socket: without this a
+        // connection to a server that stopped answering would stay open.
+        let _ = self.writer.shutdown(Shutdown::Both);
+    }
+}
+
+/// Resolves `addr` and tries each address in turn, as `nc` would, each
+/// for at most `limit`.
+fn connect(addr: &str, limit: Duration) -> Result<TcpStream, ClientError> {
     let unresolved = || ClientError::Unresolved { addr: addr.to_string() };
     let candidates: Vec<SocketAddr> = addr.to_socket_addrs().map_err(|_| unresolved())?.collect();
     let mut last = None;
     for candidate in candidates {
-        match TcpStream::connect_timeout(&candidate, CONNECT_TIMEOUT) {
+        match TcpStream::connect_timeout(&candidate, limit) {
             Ok(stream) => return Ok(stream),
             Err(error) => last = Some(error),
         }

@@ -63,8 +63,9 @@ use super::editor::{Action, LineEditor};
 /// reported as [`Input::TooLong`].
 pub const MAX_INPUT_LINE: usize = 64 * 1024;
 
-/// The prompt in front of chat lines on a terminal.
-const CHAT_PROMPT: &str = "> ";
+/// What ends the prompt in front of chat lines on a terminal, after the
+/// current room: `#general> `.
+const CHAT_PROMPT_END: &str = "> ";
 
 /// The width assumed when the terminal does not tell its own.
 const DEFAULT_WIDTH: u16 = 80;
@@ -110,6 +111,8 @@ enum Command {
     },
     /// Print one or more lines above the prompt.
     Say(String),
+    /// Change the text of the chat prompt being answered, if one is.
+    Retitle(String),
     /// Move past the prompt, stop drawing, and say so on the channel.
     Finish(Sender<()>),
 }
@@ -132,6 +135,8 @@ pub struct Console {
     signals: Receiver<i32>,
     /// Whether a line was asked for and not yet answered.
     waiting: bool,
+    /// The chat prompt last drawn, so a change of room redraws it.
+    chat_prompt: String,
     /// The terminal's settings at start, put back before leaving.
     saved: Option<Termios>,
 }
@@ -168,6 +173,7 @@ impl Console {
                 input,
                 signals: watch_signals(),
                 waiting: false,
+                chat_prompt: String::new(),
                 saved,
             };
         }
@@ -185,6 +191,7 @@ impl Console {
                 input: failed,
                 signals: crossbeam_channel::never(),
                 waiting: false,
+                chat_prompt: String::new(),
                 saved,
             };
         }
@@ -193,6 +200,7 @@ impl Console {
             input,
             signals: watch_signals(),
             waiting: false,
+            chat_prompt: String::new(),
             saved,
         }
     }
@@ -201,14 +209,30 @@ impl Console {
     /// terminal, keys typed before the prompt is drawn are applied to it
     /// first. In plain mode the prompt (except the chat's) is printed as a
     /// line of its own.
+    ///
+    /// For [`Ask::Chat`], `prompt` is the current room, shown as `#sala> `
+    /// on a terminal; asking again with another room while the line is
+    /// being typed redraws the prompt with it, keeping what was typed.
     pub fn ask(&mut self, ask: Ask, prompt: &str) {
         if self.waiting {
+            if ask == Ask::Chat
+                && let Mode::Terminal(Some(commands)) = &self.mode
+            {
+                let prompt = format!("{prompt}{CHAT_PROMPT_END}");
+                if prompt != self.chat_prompt {
+                    let _ = commands.send(Command::Retitle(prompt.clone()));
+                    self.chat_prompt = prompt;
+                }
+            }
             return;
         }
         match &self.mode {
             Mode::Terminal(Some(commands)) => {
                 let prompt = match ask {
-                    Ask::Chat => CHAT_PROMPT.to_string(),
+                    Ask::Chat => {
+                        self.chat_prompt = format!("{prompt}{CHAT_PROMPT_END}");
+                        self.chat_prompt.clone()
+                    }
                     _ => format!("{prompt} "),
                 };
                 self.waiting = commands.send(Command::Ask { ask, prompt }).is_ok();
@@ -409,6 +433,7 @@ impl<W: Write> Screen<W> {
                 recv(commands) -> command => match command {
                     Ok(Command::Ask { ask, prompt }) => self.ask(ask, prompt),
                     Ok(Command::Say(text)) => self.say(&text),
+                    Ok(Command::Retitle(text)) => self.retitle(text),
                     Ok(Command::Finish(done)) => {
                         self.finish();
                         let _ = done.send(());
@@ -437,6 +462,17 @@ impl<W: Write> Screen<W> {
     fn ask(&mut self, ask: Ask, text: String) {
         self.prompt = Some(Prompt { ask, text });
         self.apply_keys(true);
+    }
+
+    /// The chat prompt on screen gets a new text (the current room changed);
+    /// what was typed stays.
+    fn retitle(&mut self, text: String) {
+        if let Some(prompt) = &mut self.prompt
+            && prompt.ask == Ask::Chat
+        {
+            prompt.text = text;
+            self.draw();
+        }
     }
 
     /// One event from the terminal.
@@ -847,6 +883,21 @@ mod tests {
         screen.ask(Ask::Chat, "> ".into());
         let answered = answers(&input);
         assert!(answered.len() == 1 && answered[0].starts_with("Failed"), "{answered:?}");
+    }
+
+    #[test]
+    fn a_new_chat_prompt_keeps_the_half_typed_line() {
+        let (mut screen, _input) = screen();
+        screen.ask(Ask::Chat, "#general> ".into());
+        type_keys(&mut screen, "ho");
+        written(&mut screen);
+        screen.retitle("#sala> ".into());
+        assert_eq!(written(&mut screen), "\u{1b}[1G#sala> ho\u{1b}[K\u{1b}[10G");
+        // Only a chat prompt changes.
+        screen.ask(Ask::Answer, "Usuario: ".into());
+        written(&mut screen);
+        screen.retitle("#x> ".into());
+        assert_eq!(written(&mut screen), "");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! How chat content from the network looks on screen: `[14:03] ana: hola`,
-//! the `/who` lines, and which message ids were already shown.
+//! How chat content from the network looks on screen: `[14:03] ana: hola`
+//! in the lobby, `[#sala 14:03] ana: hola` in a room, `[privado 14:03] ana:
+//! hola` for a private message, the `/who` lines, and which message ids
+//! were already shown.
 //!
 //! Every string here that came from the network goes through
 //! [`validate::for_display`], so a faulty or hostile server cannot send
@@ -9,6 +11,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, TimeZone};
 
+use super::i18n::{self, Lang};
 use crate::core::validate;
 use crate::proto::charla::ChatMessage;
 
@@ -16,17 +19,67 @@ use crate::proto::charla::ChatMessage;
 /// a long session does not grow without bound.
 const REMEMBERED_IDS: usize = 10_000;
 
-/// One message as a line: local time, author, text.
+/// Where a message was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The lobby, `#general` (a `MSG` line).
+    Lobby,
+    /// A room, `#` included, in the server's case.
+    Room(String),
+    /// A private conversation: the message is addressed to this username.
+    Private(String),
+}
+
+/// A stored message and where it belongs: a `MSG` or `POST` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Post {
+    /// Where.
+    pub place: Place,
+    /// The message.
+    pub message: ChatMessage,
+}
+
+impl Post {
+    /// A lobby message (`MSG`).
+    pub fn lobby(message: ChatMessage) -> Post {
+        Post {
+            place: Place::Lobby,
+            message,
+        }
+    }
+
+    /// A `POST` line's message: `target` is `#ROOM` or `@USER`.
+    pub fn addressed(target: &str, message: ChatMessage) -> Post {
+        let place = match target.strip_prefix('@') {
+            Some(user) => Place::Private(user.to_string()),
+            None => Place::Room(target.to_string()),
+        };
+        Post { place, message }
+    }
+}
+
+/// One message as a line: where, local time, author, text. `me` is this
+/// account's username: a private message it wrote (from another session)
+/// names its addressee.
 ///
 /// The time is `HH:MM` for a message of the same local day as `now`, and
 /// `YYYY-MM-DD HH:MM` otherwise, so old history is not mistaken for today's.
-pub fn message_line<Tz: TimeZone>(message: &ChatMessage, now: &DateTime<Tz>) -> String
+pub fn message_line<Tz: TimeZone>(post: &Post, me: &str, lang: Lang, now: &DateTime<Tz>) -> String
 where
     Tz::Offset: std::fmt::Display,
 {
+    let message = &post.message;
+    let time = stamp(message.ts, now);
+    let label = match &post.place {
+        Place::Lobby => time,
+        Place::Room(room) => format!("{} {time}", validate::for_display(room)),
+        Place::Private(to) if message.user.eq_ignore_ascii_case(me) => {
+            format!("{} → {} {time}", i18n::private_label(lang), validate::for_display(to))
+        }
+        Place::Private(_) => format!("{} {time}", i18n::private_label(lang)),
+    };
     format!(
-        "[{}] {}: {}",
-        stamp(message.ts, now),
+        "[{label}] {}: {}",
         validate::for_display(&message.user),
         validate::for_display(&message.text)
     )
@@ -89,13 +142,18 @@ mod tests {
 
     use super::*;
 
-    fn message(ts: i64, user: &str, text: &str) -> ChatMessage {
-        ChatMessage {
+    fn message(ts: i64, user: &str, text: &str) -> Post {
+        Post::lobby(ChatMessage {
             id: 1,
             ts,
             user: user.into(),
             text: text.into(),
-        }
+        })
+    }
+
+    /// A line as `ana` sees it, in Spanish.
+    fn line(post: &Post, now: &DateTime<Utc>) -> String {
+        message_line(post, "ana", Lang::Es, now)
     }
 
     #[test]
@@ -103,9 +161,9 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2025, 3, 4, 15, 0, 0).unwrap();
         let today = Utc.with_ymd_and_hms(2025, 3, 4, 14, 3, 59).unwrap().timestamp_millis();
         let before = Utc.with_ymd_and_hms(2025, 3, 3, 23, 59, 0).unwrap().timestamp_millis();
-        assert_eq!(message_line(&message(today, "ana", "hola"), &now), "[14:03] ana: hola");
+        assert_eq!(line(&message(today, "ana", "hola"), &now), "[14:03] ana: hola");
         assert_eq!(
-            message_line(&message(before, "juan", "buenas"), &now),
+            line(&message(before, "juan", "buenas"), &now),
             "[2025-03-03 23:59] juan: buenas"
         );
         assert_eq!(stamp(i64::MAX, &now), "??:??");
@@ -114,10 +172,32 @@ mod tests {
     #[test]
     fn network_text_is_made_safe_to_print() {
         let now = Utc.with_ymd_and_hms(2025, 3, 4, 15, 0, 0).unwrap();
-        let line = message_line(&message(0, "ana\u{1b}", "a\u{1b}[2Jb\tc"), &now);
-        assert!(!line.contains('\u{1b}') && !line.contains('\t'), "{line:?}");
-        assert!(line.ends_with("ana\u{fffd}: a\u{fffd}[2Jb c"), "{line:?}");
+        let shown = line(&message(0, "ana\u{1b}", "a\u{1b}[2Jb\tc"), &now);
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\t'), "{shown:?}");
+        assert!(shown.ends_with("ana\u{fffd}: a\u{fffd}[2Jb c"), "{shown:?}");
+        let hostile = Post::addressed("#a\u{1b}", message(0, "bea", "x").message);
+        assert!(!line(&hostile, &now).contains('\u{1b}'));
+        let hostile = Post::addressed("@b\u{1b}", message(0, "ana", "x").message);
+        assert!(!line(&hostile, &now).contains('\u{1b}'));
         assert_eq!(who_line("ana", "Ana\u{7}Ríos"), "  ana (Ana\u{fffd}Ríos)");
+    }
+
+    #[test]
+    fn rooms_and_private_messages_say_where_they_belong() {
+        let now = Utc.with_ymd_and_hms(2025, 3, 4, 15, 0, 0).unwrap();
+        let ts = Utc.with_ymd_and_hms(2025, 3, 4, 10, 42, 0).unwrap().timestamp_millis();
+        let room = Post::addressed("#Clase", message(ts, "bea", "hola sala").message);
+        assert_eq!(line(&room, &now), "[#Clase 10:42] bea: hola sala");
+        let to_me = Post::addressed("@ana", message(ts, "bea", "psst").message);
+        assert_eq!(line(&to_me, &now), "[privado 10:42] bea: psst");
+        assert_eq!(message_line(&to_me, "ana", Lang::En, &now), "[private 10:42] bea: psst");
+        // Written by this account from another session: to whom.
+        let mine = Post::addressed("@bea", message(ts, "Ana", "te escribo").message);
+        assert_eq!(line(&mine, &now), "[privado → bea 10:42] Ana: te escribo");
+        assert_eq!(
+            message_line(&mine, "ana", Lang::En, &now),
+            "[private → bea 10:42] Ana: te escribo"
+        );
     }
 
     #[test]

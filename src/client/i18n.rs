@@ -10,6 +10,7 @@
 //! that came from the network must already have gone through
 //! [`crate::core::validate::for_display`] before they are put into a [`Text`].
 
+use super::typed::Usage;
 use crate::core::code::{ErrorCode, ErrorLevel};
 
 /// The language of everything the client prints (`--lang`).
@@ -31,6 +32,17 @@ pub enum ConnectFailure<'a> {
     Unresolved,
     /// Anything else, with the operating system's own wording.
     Other(&'a str),
+}
+
+/// Why a chat session lost its server, for [`Text::Reconnecting`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    /// The connection ended without `BYE` (reset, the server died).
+    Lost,
+    /// A command got no reply in time.
+    NoReply,
+    /// The server said `BYE shutting-down` (a node stopping).
+    ShuttingDown,
 }
 
 /// One sentence (or block of lines) for a person, with its values.
@@ -74,8 +86,8 @@ pub enum Text<'a> {
         /// What the user typed, up to the first space.
         command: &'a str,
     },
-    /// `/historial` with something other than a number from 1 to 1000.
-    HistoryUsage,
+    /// A command typed with the wrong arguments: how to use it.
+    Usage(Usage),
     /// Heads the messages shown right after logging in.
     RecentMessages,
     /// Heads the listing of an explicit `/historial`.
@@ -89,6 +101,84 @@ pub enum Text<'a> {
     WhoHeader {
         /// How many accounts are online.
         count: usize,
+        /// The room asked about; `None` for everyone online (the lobby).
+        room: Option<&'a str>,
+    },
+    /// After login: the rooms the account is in.
+    YourRooms {
+        /// Their names, already joined with `, `.
+        rooms: &'a str,
+    },
+    /// Heads the `/rooms` listing.
+    RoomsHeader {
+        /// How many rooms follow.
+        count: usize,
+    },
+    /// One room of the `/rooms` listing.
+    RoomLine {
+        /// The room's name.
+        name: &'a str,
+        /// Its members, online or not.
+        members: u64,
+        /// Whether the account is one of them.
+        member: bool,
+    },
+    /// `OK JOIN`: the room joined is now the current room.
+    RoomJoined {
+        /// The room, in the server's case.
+        room: &'a str,
+    },
+    /// `OK PART`.
+    RoomParted {
+        /// The room, in the server's case.
+        room: &'a str,
+    },
+    /// Plain lines now go to another room.
+    NowIn {
+        /// The room.
+        room: &'a str,
+    },
+    /// `/cambiar` to a room the account is not in.
+    NotInRoom {
+        /// The room as typed.
+        room: &'a str,
+    },
+    /// `ENTER #ROOM USER`: someone joined a room.
+    RoomEntered {
+        /// The room.
+        room: &'a str,
+        /// Who.
+        username: &'a str,
+    },
+    /// `EXIT #ROOM USER`: someone left a room.
+    RoomExited {
+        /// The room.
+        room: &'a str,
+        /// Who.
+        username: &'a str,
+    },
+    /// A room or private-message command on a version 1 server.
+    NoRooms,
+    /// The chat lost its server and the client is trying to reconnect.
+    Reconnecting {
+        /// The address it was connected to.
+        addr: &'a str,
+        /// What happened.
+        why: Interruption,
+        /// For how long it will keep trying.
+        secs: u64,
+    },
+    /// The client is connected and logged in again after a failover.
+    Reconnected {
+        /// The address it is connected to now.
+        addr: &'a str,
+    },
+    /// Connection level: reconnecting failed for as long as it may take.
+    GaveUp {
+        /// Every address tried, joined with `, `.
+        addrs: &'a str,
+        /// How long the client kept trying.
+        secs: u64,
     },
     /// `JOIN USER`: someone came online.
     Joined {
@@ -207,23 +297,71 @@ impl Text<'_> {
             }
             Text::Help => [
                 "Comandos:",
-                "  /who                       quién está conectado",
-                "  /historial [N]  /history   los últimos N mensajes (20 si no indicas N; como máximo 1000)",
-                "  /ayuda          /help      esta ayuda",
-                "  salir           /quit      cerrar la sesión",
-                "Cualquier otra línea se envía como mensaje; para enviar uno que empiece por /, escribe //.",
+                "  /join #sala         /unirse      unirte a una sala; lo que escribas irá a ella",
+                "  /part [#sala]       /salir-de    salir de una sala (sin nombre, de la actual)",
+                "  /cambiar #sala      /switch      escribir en otra de tus salas",
+                "  /rooms              /salas       todas las salas; * marca las tuyas",
+                "  /msg usuario texto  /privado     un mensaje privado",
+                "  /who [#sala]        /quien       quién está conectado (en la sala actual si no indicas otra)",
+                "  /historial [#sala|@usuario] [N]  /history   los últimos N mensajes (20 si no indicas N; como máximo 1000)",
+                "  /ayuda              /help        esta ayuda",
+                "  salir               /quit        cerrar la sesión",
+                "Cualquier otra línea se envía a la sala actual; para enviar una que empiece por /, escribe //.",
             ]
             .join("\n"),
             Text::UnknownCommand { command } => {
                 format!("Comando desconocido: {command}. Escribe /ayuda para ver los comandos.")
             }
-            Text::HistoryUsage => "Uso: /historial [N], con N entre 1 y 1000.".into(),
+            Text::Usage(usage) => match usage {
+                Usage::Join => "Uso: /join #sala".into(),
+                Usage::Part => "Uso: /part [#sala]".into(),
+                Usage::Switch => "Uso: /cambiar #sala".into(),
+                Usage::Private => "Uso: /msg usuario texto".into(),
+                Usage::Who => "Uso: /who [#sala]".into(),
+                Usage::History => "Uso: /historial [#sala|@usuario] [N], con N entre 1 y 1000.".into(),
+            },
             Text::RecentMessages => "Últimos mensajes:".into(),
             Text::HistoryHeader { count: 1 } => "Último mensaje:".into(),
             Text::HistoryHeader { count } => format!("Últimos {count} mensajes:"),
             Text::NoMessages => "Todavía no hay mensajes.".into(),
-            Text::WhoHeader { count: 1 } => "Conectado ahora (1):".into(),
-            Text::WhoHeader { count } => format!("Conectados ahora ({count}):"),
+            Text::WhoHeader { count: 1, room: None } => "Conectado ahora (1):".into(),
+            Text::WhoHeader { count, room: None } => format!("Conectados ahora ({count}):"),
+            Text::WhoHeader { count: 1, room: Some(room) } => format!("Conectado ahora en {room} (1):"),
+            Text::WhoHeader {
+                count,
+                room: Some(room),
+            } => format!("Conectados ahora en {room} ({count}):"),
+            Text::YourRooms { rooms } => format!("Tus salas: {rooms}."),
+            Text::RoomsHeader { count: 1 } => "1 sala (* = estás en ella):".into(),
+            Text::RoomsHeader { count } => format!("{count} salas (* = estás en ellas):"),
+            Text::RoomLine { name, members, member } => format!(
+                "  {} {name} ({members} {})",
+                if member { '*' } else { ' ' },
+                if members == 1 { "miembro" } else { "miembros" }
+            ),
+            Text::RoomJoined { room } => format!("Te uniste a {room}; lo que escribas irá a {room}."),
+            Text::RoomParted { room } => format!("Saliste de {room}."),
+            Text::NowIn { room } => format!("Ahora escribes en {room}."),
+            Text::NotInRoom { room } => format!("No estás en {room}; únete con /join {room}."),
+            Text::RoomEntered { room, username } => format!("*** {username} entró en {room}."),
+            Text::RoomExited { room, username } => format!("*** {username} salió de {room}."),
+            Text::NoRooms => {
+                "Este servidor no tiene salas ni mensajes privados (habla la versión 1 del protocolo).".into()
+            }
+            Text::Reconnecting { addr, why, secs } => {
+                let what = match why {
+                    Interruption::Lost => format!("Se perdió la conexión con el servidor en {addr}"),
+                    Interruption::NoReply => format!("El servidor en {addr} dejó de responder"),
+                    Interruption::ShuttingDown => format!("El servidor en {addr} se está apagando"),
+                };
+                format!("{what}; intentando reconectar (hasta {secs} segundos)…")
+            }
+            Text::Reconnected { addr } => {
+                format!("Conexión recuperada con el servidor en {addr}.")
+            }
+            Text::GaveUp { addrs, secs } => {
+                format!("Error de conexión: no se pudo volver a conectar con el servidor ({addrs}) en {secs} segundos.")
+            }
             Text::Joined { username } => format!("*** {username} se ha conectado."),
             Text::Left { username } => format!("*** {username} se ha desconectado."),
             Text::Refused { code, server_text } => refusal(code, server_text, Lang::Es),
@@ -303,20 +441,63 @@ impl Text<'_> {
             }
             Text::Help => [
                 "Commands:",
-                "  /who                       who is online",
-                "  /history [N]  /historial   the last N messages (20 if you give no N; at most 1000)",
-                "  /help         /ayuda       this help",
-                "  /quit         salir        log out",
-                "Any other line is sent as a message; to send one that starts with /, type //.",
+                "  /join #room         /unirse      join a room; what you type goes to it",
+                "  /part [#room]       /salir-de    leave a room (with no name, the current one)",
+                "  /switch #room       /cambiar     write in another of your rooms",
+                "  /rooms              /salas       every room; * marks yours",
+                "  /msg user text      /privado     a private message",
+                "  /who [#room]        /quien       who is online (in the current room unless you name another)",
+                "  /history [#room|@user] [N]  /historial   the last N messages (20 if you give no N; at most 1000)",
+                "  /help               /ayuda       this help",
+                "  /quit               salir        log out",
+                "Any other line is sent to the current room; to send one that starts with /, type //.",
             ]
             .join("\n"),
             Text::UnknownCommand { command } => format!("Unknown command: {command}. Type /help to see the commands."),
-            Text::HistoryUsage => "Usage: /history [N], with N from 1 to 1000.".into(),
+            Text::Usage(usage) => match usage {
+                Usage::Join => "Usage: /join #room".into(),
+                Usage::Part => "Usage: /part [#room]".into(),
+                Usage::Switch => "Usage: /switch #room".into(),
+                Usage::Private => "Usage: /msg user text".into(),
+                Usage::Who => "Usage: /who [#room]".into(),
+                Usage::History => "Usage: /history [#room|@user] [N], with N from 1 to 1000.".into(),
+            },
             Text::RecentMessages => "Recent messages:".into(),
             Text::HistoryHeader { count: 1 } => "The last message:".into(),
             Text::HistoryHeader { count } => format!("The last {count} messages:"),
             Text::NoMessages => "There are no messages yet.".into(),
-            Text::WhoHeader { count } => format!("Online now ({count}):"),
+            Text::WhoHeader { count, room: None } => format!("Online now ({count}):"),
+            Text::WhoHeader {
+                count,
+                room: Some(room),
+            } => format!("Online now in {room} ({count}):"),
+            Text::YourRooms { rooms } => format!("Your rooms: {rooms}."),
+            Text::RoomsHeader { count: 1 } => "1 room (* = you are in it):".into(),
+            Text::RoomsHeader { count } => format!("{count} rooms (* = you are in them):"),
+            Text::RoomLine { name, members, member } => format!(
+                "  {} {name} ({members} {})",
+                if member { '*' } else { ' ' },
+                if members == 1 { "member" } else { "members" }
+            ),
+            Text::RoomJoined { room } => format!("You joined {room}; what you type now goes to {room}."),
+            Text::RoomParted { room } => format!("You left {room}."),
+            Text::NowIn { room } => format!("You are now writing in {room}."),
+            Text::NotInRoom { room } => format!("You are not in {room}; join it with /join {room}."),
+            Text::RoomEntered { room, username } => format!("*** {username} joined {room}."),
+            Text::RoomExited { room, username } => format!("*** {username} left {room}."),
+            Text::NoRooms => "This server has no rooms or private messages (it speaks protocol version 1).".into(),
+            Text::Reconnecting { addr, why, secs } => {
+                let what = match why {
+                    Interruption::Lost => format!("The connection to the server at {addr} was lost"),
+                    Interruption::NoReply => format!("The server at {addr} stopped answering"),
+                    Interruption::ShuttingDown => format!("The server at {addr} is shutting down"),
+                };
+                format!("{what}; trying to reconnect (for up to {secs} seconds)…")
+            }
+            Text::Reconnected { addr } => format!("Reconnected to the server at {addr}."),
+            Text::GaveUp { addrs, secs } => {
+                format!("Connection error: could not reconnect to the server ({addrs}) within {secs} seconds.")
+            }
             Text::Joined { username } => format!("*** {username} has joined."),
             Text::Left { username } => format!("*** {username} has left."),
             Text::Refused { code, server_text } => refusal(code, server_text, Lang::En),
@@ -380,6 +561,14 @@ impl Text<'_> {
             ),
             Text::InputFailed { error } => format!("Could not read the input: {error}."),
         }
+    }
+}
+
+/// The word that marks a private message on screen (`[privado 10:42]`).
+pub fn private_label(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Es => "privado",
+        Lang::En => "private",
     }
 }
 
@@ -515,13 +704,57 @@ mod tests {
             Text::ChatHint,
             Text::Help,
             Text::UnknownCommand { command: "/x" },
-            Text::HistoryUsage,
+            Text::Usage(Usage::Join),
+            Text::Usage(Usage::Part),
+            Text::Usage(Usage::Switch),
+            Text::Usage(Usage::Private),
+            Text::Usage(Usage::Who),
+            Text::Usage(Usage::History),
             Text::RecentMessages,
             Text::HistoryHeader { count: 1 },
             Text::HistoryHeader { count: 5 },
             Text::NoMessages,
-            Text::WhoHeader { count: 1 },
-            Text::WhoHeader { count: 2 },
+            Text::WhoHeader { count: 1, room: None },
+            Text::WhoHeader { count: 2, room: None },
+            Text::WhoHeader {
+                count: 1,
+                room: Some("#a"),
+            },
+            Text::WhoHeader {
+                count: 2,
+                room: Some("#a"),
+            },
+            Text::YourRooms { rooms: "#a, #general" },
+            Text::RoomsHeader { count: 1 },
+            Text::RoomsHeader { count: 2 },
+            Text::RoomLine {
+                name: "#a",
+                members: 1,
+                member: true,
+            },
+            Text::RoomLine {
+                name: "#a",
+                members: 2,
+                member: false,
+            },
+            Text::RoomJoined { room: "#a" },
+            Text::RoomParted { room: "#a" },
+            Text::NowIn { room: "#a" },
+            Text::NotInRoom { room: "#a" },
+            Text::RoomEntered {
+                room: "#a",
+                username: "ana",
+            },
+            Text::RoomExited {
+                room: "#a",
+                username: "ana",
+            },
+            Text::NoRooms,
+            Text::Reconnected { addr: "h:1" },
+            Text::GaveUp {
+                addrs: "h:1, h:2",
+                secs: 60,
+            },
             Text::Joined { username: "ana" },
             Text::Left { username: "ana" },
             Text::InputTooLong,
@@ -560,6 +793,13 @@ mod tests {
                 server_text: "new thing",
             },
         ];
+        for why in [Interruption::Lost, Interruption::NoReply, Interruption::ShuttingDown] {
+            all.push(Text::Reconnecting {
+                addr: "h:1",
+                why,
+                secs: 60,
+            });
+        }
         for code in ErrorCode::ALL {
             all.push(Text::Refused {
                 code: Some(code),
@@ -600,6 +840,39 @@ mod tests {
             for rendered in [&es, &en] {
                 assert!(!rendered.ends_with('\n'), "{text:?}");
                 assert!(!rendered.contains("{"), "unfilled placeholder in {rendered:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_help_names_every_command_in_both_spellings_one_line_each() {
+        let spellings = [
+            ("/join", "/unirse"),
+            ("/part", "/salir-de"),
+            ("/cambiar", "/switch"),
+            ("/rooms", "/salas"),
+            ("/msg", "/privado"),
+            ("/who", "/quien"),
+            ("/historial", "/history"),
+            ("/ayuda", "/help"),
+            ("salir", "/quit"),
+        ];
+        for lang in [Lang::Es, Lang::En] {
+            let help = Text::Help.render(lang);
+            for (a, b) in spellings {
+                let lines: Vec<&str> = help
+                    .lines()
+                    .filter(|line| line.contains(&format!("{a} ")) && line.contains(&format!("{b} ")))
+                    .collect();
+                assert_eq!(lines.len(), 1, "{lang:?}: {a} {b} in {help}");
+                let typed = lines[0].split_whitespace().find(|w| w.starts_with('/')).unwrap_or("");
+                assert!(
+                    !matches!(
+                        crate::client::typed::Typed::parse(typed),
+                        crate::client::typed::Typed::Unknown(_)
+                    ),
+                    "{typed}"
+                );
             }
         }
     }

@@ -7,6 +7,10 @@
 //!   and the matching of the server's replies to the commands sent.
 //! - [`connection`]: the socket, and the reader thread that parses server
 //!   lines onto a channel.
+//! - [`failover`]: what the session needs to survive a lost server
+//!   (PROTOCOL.md 10.3): the thread that tries the addresses in turn with
+//!   backoff, and where the client is in the sequence of message ids, so a
+//!   catch-up with `SYNC` shows every missed message once, in order.
 //! - [`console`]: the person's side: on a terminal, raw mode for the whole
 //!   session, one thread reading keys into one queue that lives as long as
 //!   the program (nothing typed ahead or pasted is lost, no password is ever
@@ -15,8 +19,12 @@
 //!   signals.
 //! - [`editor`]: the line editor behind the terminal prompt, a pure state
 //!   machine from key events to a line and the row that shows it.
-//! - [`typed`]: what a typed chat line means (message, `/who`, `salir`...).
-//! - [`display`]: how messages and lists from the network look on screen.
+//! - [`typed`]: what a typed chat line means (message, `/join`, `/msg`,
+//!   `/who`, `salir`...), Spanish and English spellings alike.
+//! - [`rooms`]: the rooms the account is in, as far as the client has
+//!   heard, and the current room that plain lines go to.
+//! - [`display`]: how messages and lists from the network look on screen,
+//!   each message saying where it belongs (lobby, `#sala`, `privado`).
 //! - [`i18n`]: every sentence, in Spanish and English.
 //!
 //! The reader thread only reads the socket; the input side (one plain input
@@ -30,8 +38,15 @@
 //! (refused, lost, no reply), server (`BYE`, `internal`, a broken protocol)
 //! or database (`db-error`), and each level ends the program with its own
 //! exit code ([`exit`]).
+//!
+//! Once logged in, a lost connection does not end the chat at once: the
+//! client reconnects (to any of the `--server` addresses, for up to
+//! `--reconnect-for` seconds), logs in again, resends what was not
+//! confirmed and catches up ([`session`], [`failover`]). Only when that
+//! fails does the connection level end the program.
 
 use std::io;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -41,7 +56,9 @@ pub mod connection;
 pub mod console;
 pub mod display;
 pub mod editor;
+pub mod failover;
 pub mod i18n;
+pub mod rooms;
 pub mod session;
 pub mod typed;
 
@@ -65,13 +82,21 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
+/// How long a chat that lost its server keeps trying to reconnect, unless
+/// `--reconnect-for` says otherwise (PROTOCOL.md 10.3).
+pub const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
 /// What `charla` was asked to do on its command line.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The server's `HOST:PORT`.
-    pub server: String,
+    /// The servers' `HOST:PORT`s, in the order they are tried: nodes of
+    /// one chat, or a load balancer in front of them. Never empty.
+    pub servers: Vec<String>,
     /// The language of everything printed.
     pub lang: Lang,
+    /// How long a chat that lost its server keeps trying to reconnect;
+    /// zero ends it at once, as a lost connection always did.
+    pub reconnect_for: Duration,
 }
 
 /// Why a session ended other than by the user leaving.
@@ -128,6 +153,16 @@ pub enum ClientError {
         /// Messages sent whose `OK SAY` never came.
         unconfirmed: usize,
     },
+    /// The chat lost its server and could not reconnect in time.
+    #[error("could not reconnect to {addrs} within {secs} s")]
+    GaveUp {
+        /// Every address tried, joined with `, `.
+        addrs: String,
+        /// How long the client kept trying.
+        secs: u64,
+        /// Messages sent (or typed meanwhile) whose `OK` never came.
+        unconfirmed: usize,
+    },
     /// The server sent something the protocol does not allow here.
     #[error("the server at {addr} broke the protocol: {detail}")]
     Protocol {
@@ -160,7 +195,8 @@ impl ClientError {
             | ClientError::Unresolved { .. }
             | ClientError::Connect { .. }
             | ClientError::Lost { .. }
-            | ClientError::NoReply { .. } => exit::CONNECTION,
+            | ClientError::NoReply { .. }
+            | ClientError::GaveUp { .. } => exit::CONNECTION,
             ClientError::Closed { .. } | ClientError::Protocol { .. } | ClientError::Version { .. } => exit::SERVER,
             ClientError::Input(_) => exit::USAGE,
             ClientError::Interrupted => exit::INTERRUPTED,
@@ -172,6 +208,7 @@ impl ClientError {
         match self {
             ClientError::Lost { unconfirmed, .. }
             | ClientError::NoReply { unconfirmed, .. }
+            | ClientError::GaveUp { unconfirmed, .. }
             | ClientError::Closed { unconfirmed, .. } => *unconfirmed,
             _ => 0,
         }
@@ -200,6 +237,7 @@ impl ClientError {
             }
             ClientError::Lost { addr, .. } => Text::ConnectionLost { addr },
             ClientError::NoReply { addr, secs, .. } => Text::NoReply { addr, secs: *secs },
+            ClientError::GaveUp { addrs, secs, .. } => Text::GaveUp { addrs, secs: *secs },
             ClientError::Closed { addr, code, text, .. } => {
                 server_text = crate::core::validate::for_display(text);
                 Text::ServerClosed {
@@ -233,15 +271,27 @@ impl ClientError {
 pub fn run(options: &Options) -> u8 {
     // Connect before touching the terminal or the signals: until then
     // Ctrl-C simply ends the process and there is nothing to put back.
-    let connection = match Connection::open(&options.server) {
-        Ok(connection) => connection,
-        Err(error) => {
-            eprintln!("{}", error.sentence(options.lang));
-            return error.exit_code();
+    // The first address that answers is used; when none does, each one's
+    // failure is told.
+    let mut failures = Vec::new();
+    let mut opened = None;
+    for (index, addr) in options.servers.iter().enumerate() {
+        match Connection::open(addr) {
+            Ok(connection) => {
+                opened = Some((connection, index));
+                break;
+            }
+            Err(error) => failures.push(error),
         }
+    }
+    let Some((connection, index)) = opened else {
+        for error in &failures {
+            eprintln!("{}", error.sentence(options.lang));
+        }
+        return failures.last().map_or(exit::USAGE, ClientError::exit_code);
     };
     let mut console = Console::open();
-    let code = match session::run(&mut console, connection, options.lang) {
+    let code = match session::run(&mut console, connection, index, options) {
         Ok(()) => exit::OK,
         Err(error) => {
             console.fail(&error.sentence(options.lang));

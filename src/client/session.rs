@@ -4,26 +4,64 @@
 //! The session owns the protocol state of the client: the queue of commands
 //! sent and not yet answered (replies come back in order, and each carries
 //! the `@TAG` of its command, so the front of the queue is always the command
-//! a reply answers), the lines of a multi-line reply being collected, and the
-//! ids of the messages already shown. It waits on three channels at once:
+//! a reply answers), the lines of a multi-line reply being collected, the
+//! ids of the messages already shown, and the rooms the account is in with
+//! the current one ([`Rooms`]). It waits on three channels at once:
 //! server lines, typed lines and signals. It never reads the socket or the
 //! keyboard itself, and it prints only through the [`Console`].
+//!
+//! Plain lines go to the current room: `SAY` for the lobby (so a version 1
+//! server still understands them), `SEND #sala` elsewhere. After login the
+//! client asks `ROOMS`; a version 1 server answers `ERR - bad-request`, and
+//! the room commands then say the server has no rooms instead of sending
+//! anything.
+//!
+//! # Failover (PROTOCOL.md 10.3)
+//!
+//! Once logged in, losing the server does not end the chat: the connection
+//! ending without `BYE`, a command left unanswered for [`REPLY_TIMEOUT`],
+//! and `BYE shutting-down` (a node of a cluster stopping; a single server
+//! restarting) all start a failover. Other `BYE`s (`slow-consumer`, ...)
+//! end the chat as before: the server chose to drop this client, and
+//! coming straight back would not help. During a failover ([`Link`]):
+//!
+//! 1. the person is told; every command sent and not answered goes back,
+//!    in order and with its tag, to the queue of commands to send, where
+//!    lines typed meanwhile join it (typing goes on);
+//! 2. the [`failover`] thread tries the addresses in turn with backoff,
+//!    for up to `--reconnect-for` seconds from the loss;
+//! 3. the client logs in again with the credentials it used (kept in
+//!    memory only), says it is back, and resends the queue with the same
+//!    tags: the server's idempotency (5.3) stores each message once; then
+//!    it catches up with `SYNC` from the highest id it had received, held
+//!    live lines merged after it, each message shown once, in id order
+//!    ([`Progress`]). The `SYNC` goes after the resent messages, whose
+//!    `OK`s mark their ids as this client's own, and before a resent
+//!    `QUIT`. Nothing is rejoined: membership lives on the server. The
+//!    current room stays.
+//!
+//! `salir` during a failover leaves at once when nothing typed would be
+//! lost; otherwise the client first tries to deliver it. When the time is
+//! up the chat ends with the connection level's exit status.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::Local;
-use crossbeam_channel::select;
+use crossbeam_channel::{Receiver, select};
 
-use super::ClientError;
 use super::connection::{Connection, Incoming};
 use super::console::{Ask, Console, Input};
-use super::display::{self, SeenIds};
-use super::i18n::{Lang, Text};
-use super::typed::{DEFAULT_HISTORY, Typed};
+use super::display::{self, Post, SeenIds};
+use super::failover::{self, Attempt, Backoff, Progress, SYNC_PAGE};
+use super::i18n::{Interruption, Lang, Text};
+use super::rooms::Rooms;
+use super::typed::{DEFAULT_HISTORY, Target, Typed};
+use super::{ClientError, Options};
 use crate::core::code::ErrorCode;
+use crate::core::rooms::{LOBBY, is_lobby};
 use crate::core::validate;
-use crate::proto::charla::{ChatMessage, ServerLine};
+use crate::proto::charla::ServerLine;
 
 /// How long a command may wait for its reply before the server counts as
 /// gone. Generous: bcrypt on a busy server takes a while.
@@ -36,13 +74,26 @@ const BYE_GRACE: Duration = Duration::from_secs(3);
 /// How many characters of a refused message are quoted in the error.
 const EXCERPT: usize = 40;
 
-/// Runs the whole session on an open connection: menu, then chat.
+/// How long after its deadline the reconnect thread is waited for before
+/// the chat gives up without its report.
+const REPORT_SLACK: Duration = Duration::from_secs(2);
+
+/// Milliseconds since the Unix epoch by this machine's clock (0 if the
+/// clock is before 1970).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs the whole session on an open connection to `options.servers[server]`:
+/// menu, then chat.
 ///
 /// # Errors
 /// Every way a session can end other than the user leaving: see
 /// [`ClientError`].
-pub fn run(console: &mut Console, connection: Connection, lang: Lang) -> Result<(), ClientError> {
-    let mut session = Session::new(console, connection, lang);
+pub fn run(console: &mut Console, connection: Connection, server: usize, options: &Options) -> Result<(), ClientError> {
+    let mut session = Session::new(console, connection, server, options);
     match session.menu()? {
         Some(account) => session.chat(&account),
         None => session.leave_before_login(),
@@ -55,13 +106,25 @@ struct Account {
     username: String,
 }
 
-/// A command sent and not yet answered.
+/// What the session logged in with, kept in memory (never on disk) to log
+/// in again after a failover.
+struct Credentials {
+    /// The username as registered.
+    username: String,
+    /// The password as typed.
+    password: String,
+}
+
+/// A command sent and not yet answered, or waiting to be sent while the
+/// client reconnects.
 struct Pending {
-    /// Its `@TAG`; the reply carries it back.
+    /// Its `@TAG`; the reply carries it back, and a resend keeps it.
     tag: String,
     /// What it was.
     command: Sent,
-    /// When it was sent, for [`REPLY_TIMEOUT`].
+    /// The command line, without its tag, as it is (re)sent.
+    line: String,
+    /// When it was last sent, for [`REPLY_TIMEOUT`].
     sent_at: Instant,
 }
 
@@ -71,9 +134,11 @@ enum Sent {
     Register,
     /// `LOGIN`: the dialogue waits for it.
     Login,
-    /// `SAY`, with the text to name it if it fails (and to resend it after
-    /// a reconnection, the tag making that idempotent).
-    Say {
+    /// `SAY` (to the lobby) or `SEND` (to a room or a person), with the
+    /// text to name it if it fails.
+    Message {
+        /// `#ROOM` or `@USER` for `SEND`; `None` for `SAY`.
+        to: Option<String>,
         /// The text as sent.
         text: String,
     },
@@ -83,10 +148,31 @@ enum Sent {
         /// Whether this is the history sent right after login.
         initial: bool,
     },
-    /// `WHO`.
-    Who,
+    /// `WHO` or `WHO #ROOM`.
+    Who {
+        /// The room asked about; `None` for the lobby (everyone online).
+        room: Option<String>,
+    },
+    /// `ROOMS`; the one right after login tells the account's rooms (or
+    /// that the server has none), an explicit `/rooms` lists them all.
+    Rooms {
+        /// Whether this is the listing sent right after login.
+        initial: bool,
+    },
+    /// `JOIN #ROOM`: the room becomes the current one at its `OK`.
+    Join,
+    /// `PART #ROOM`.
+    Part,
     /// `QUIT`: the session ends at its `OK QUIT`.
     Quit,
+    /// `LOGIN` again after a failover.
+    Relogin,
+    /// The catch-up after a failover: `SYNC AFTER N` (`paged`), or a
+    /// version 1 server's `HISTORY N`.
+    CatchUp {
+        /// Whether this is `SYNC`, which pages.
+        paged: bool,
+    },
 }
 
 impl Sent {
@@ -95,11 +181,28 @@ impl Sent {
         match self {
             Sent::Register => "REGISTER",
             Sent::Login => "LOGIN",
-            Sent::Say { .. } => "SAY",
+            Sent::Message { to: None, .. } => "SAY",
+            Sent::Message { to: Some(_), .. } => "SEND",
             Sent::History { .. } => "HISTORY",
-            Sent::Who => "WHO",
+            Sent::Who { .. } => "WHO",
+            Sent::Rooms { .. } => "ROOMS",
+            Sent::Join => "JOIN",
+            Sent::Part => "PART",
             Sent::Quit => "QUIT",
+            Sent::Relogin => "LOGIN",
+            Sent::CatchUp { paged: true } => "SYNC",
+            Sent::CatchUp { paged: false } => "HISTORY",
         }
+    }
+
+    /// Whether the next typed line waits for this command's reply: a
+    /// listing is not mixed with what the next line prints, and a change of
+    /// room is in force before the next message is sent.
+    fn holds_input(&self) -> bool {
+        matches!(
+            self,
+            Sent::History { .. } | Sent::Who { .. } | Sent::Rooms { .. } | Sent::Join | Sent::Part
+        )
     }
 }
 
@@ -110,8 +213,8 @@ type Reply = Result<String, (Option<ErrorCode>, String)>;
 enum Done {
     /// The reply to `LOGIN` or `REGISTER`.
     Account(Reply),
-    /// The history sent after login has been shown.
-    InitialHistory,
+    /// The history and the rooms sent after login have been shown.
+    Ready,
     /// `OK QUIT`.
     Quit,
 }
@@ -124,8 +227,28 @@ enum Event {
     Input(Input),
     /// SIGINT, SIGTERM or SIGHUP.
     Signal,
-    /// A reply, or the close after `BYE`, took too long.
+    /// A reply, the close after `BYE`, or reconnecting took too long.
     Timeout,
+    /// The reconnect thread's report.
+    Reconnected(Attempt),
+}
+
+/// The state of the link to the server.
+enum Link {
+    /// Connected (and, in the chat, logged in): commands are sent at once.
+    Up,
+    /// Lost; the reconnect thread is at work. Commands wait.
+    Down {
+        /// When the client gives up.
+        until: Instant,
+        /// The thread's report.
+        attempt: Receiver<Attempt>,
+    },
+    /// Connected again, `LOGIN` sent; commands wait for its `OK`.
+    Relogging {
+        /// When the client gives up.
+        until: Instant,
+    },
 }
 
 /// Makes the `@TAG`s: `c<pid>-<start ms>-<n>`. The server remembers SAY
@@ -160,36 +283,78 @@ impl Tags {
 struct Session<'c> {
     /// Where sentences are printed and lines are read.
     console: &'c mut Console,
-    /// The server.
-    connection: Connection,
+    /// The server; `None` while reconnecting.
+    connection: Option<Connection>,
+    /// Every address given, in the order they are tried.
+    servers: Vec<String>,
+    /// The index in `servers` of the one connected to (or last lost).
+    server: usize,
+    /// How long a chat that lost its server keeps trying to reconnect.
+    reconnect_for: Duration,
+    /// Whether commands can be sent now, or wait for a reconnection.
+    link: Link,
+    /// Set at login, for logging in again after a failover.
+    credentials: Option<Credentials>,
+    /// The pauses before reconnecting after a refused `LOGIN`, so a
+    /// throttled or failing server is not hammered.
+    relogin_backoff: Backoff,
     /// The language of every sentence.
     lang: Lang,
     /// Makes the tags of the commands.
     tags: Tags,
     /// Commands sent and not yet answered, oldest first.
     pending: VecDeque<Pending>,
-    /// `MSG` lines received while a `HISTORY` is the oldest pending command:
-    /// its body, possibly preceded by live messages (the two look alike).
-    history_lines: Vec<ChatMessage>,
+    /// Commands to send once logged in again, oldest first: those that
+    /// were unanswered when the connection was lost, then those typed
+    /// meanwhile.
+    unsent: VecDeque<Pending>,
+    /// Where the client is in the sequence of message ids, for a catch-up.
+    progress: Progress,
+    /// `MSG` and `POST` lines received while a `HISTORY` or `SYNC` is the
+    /// oldest pending command: its body, possibly preceded by live messages
+    /// (the two look alike).
+    history_lines: Vec<Post>,
     /// `USER` lines of the `WHO` being answered: (username, full name).
     who_lines: Vec<(String, String)>,
-    /// Messages already shown.
+    /// `ROOM` lines of the `ROOMS` being answered: (name, members, member).
+    room_lines: Vec<(String, u64, bool)>,
+    /// Messages already shown, and this session's own messages (the server
+    /// never sends a sender its own message, but a catch-up would).
     seen: SeenIds,
+    /// The username logged in as (empty before), to tell this account's
+    /// own messages and membership changes from others'.
+    username: String,
+    /// The account's rooms and the current one.
+    rooms: Rooms,
+    /// False once the server answered `ROOMS` as a version 1 server does.
+    has_rooms: bool,
     /// Set by `BYE`: its code and text, and how long to wait for the close.
     closing: Option<(Option<ErrorCode>, String, Instant)>,
 }
 
 impl<'c> Session<'c> {
-    fn new(console: &'c mut Console, connection: Connection, lang: Lang) -> Session<'c> {
+    fn new(console: &'c mut Console, connection: Connection, server: usize, options: &Options) -> Session<'c> {
         Session {
             console,
-            connection,
-            lang,
+            connection: Some(connection),
+            servers: options.servers.clone(),
+            server,
+            reconnect_for: options.reconnect_for,
+            link: Link::Up,
+            credentials: None,
+            relogin_backoff: Backoff::default(),
+            lang: options.lang,
             tags: Tags::new(),
             pending: VecDeque::new(),
+            unsent: VecDeque::new(),
+            progress: Progress::new(now_ms()),
             history_lines: Vec::new(),
             who_lines: Vec::new(),
+            room_lines: Vec::new(),
             seen: SeenIds::default(),
+            username: String::new(),
+            rooms: Rooms::new(),
+            has_rooms: true,
             closing: None,
         }
     }
@@ -236,7 +401,9 @@ impl<'c> Session<'c> {
             return Ok(Step::Menu);
         }
         let reply = self.request(Sent::Login, &format!("LOGIN {username} {password}"))?;
-        self.enter(reply, |full_name| Text::Welcome { full_name })
+        let step = self.enter(reply, |full_name| Text::Welcome { full_name })?;
+        self.remember(&step, password);
+        Ok(step)
     }
 
     /// Option 2: full name, username and password, each checked as soon as
@@ -263,7 +430,19 @@ impl<'c> Session<'c> {
             return Ok(self.back_to_menu(code));
         }
         let reply = self.request(Sent::Register, &format!("REGISTER {username} {password} {full_name}"))?;
-        self.enter(reply, |full_name| Text::Registered { full_name })
+        let step = self.enter(reply, |full_name| Text::Registered { full_name })?;
+        self.remember(&step, password);
+        Ok(step)
+    }
+
+    /// Keeps what a successful login used, to log in again after a failover.
+    fn remember(&mut self, step: &Step, password: String) {
+        if let Step::LoggedIn(account) = step {
+            self.credentials = Some(Credentials {
+                username: account.username.clone(),
+                password,
+            });
+        }
     }
 
     /// The reply to `LOGIN` or `REGISTER`: `OK VERB USER FULL NAME` greets
@@ -327,6 +506,8 @@ impl<'c> Session<'c> {
                     self.on_incoming(incoming)?;
                 }
                 Event::Timeout => return Err(self.timed_out()),
+                // Only a chat reconnects.
+                Event::Reconnected(_) => {}
             }
         }
     }
@@ -359,82 +540,185 @@ impl<'c> Session<'c> {
                 Event::Input(_) => {}
                 Event::Signal => return Err(ClientError::Interrupted),
                 Event::Timeout => return Err(self.timed_out()),
+                Event::Reconnected(_) => {}
             }
         }
     }
 
     // ----- the chat -----------------------------------------------------
 
-    /// The chat: the latest messages, then every typed line, until `salir`
-    /// (or the end of input) and the server's `OK QUIT`.
+    /// The chat: the latest messages and the account's rooms, then every
+    /// typed line, until `salir` (or the end of input) and the server's
+    /// `OK QUIT`.
     ///
-    /// Messages are pipelined (the next line is read at once), but after
-    /// `/who` or `/historial` the next line is read only once the listing is
-    /// on screen, so its output is not mixed with what the next line prints;
-    /// the same holds for the history shown after login.
+    /// Messages are pipelined (the next line is read at once), but after a
+    /// listing (`/who`, `/historial`, `/rooms`) or a change of room
+    /// (`/join`, `/part`) the next line is read only once its reply is in
+    /// ([`Sent::holds_input`]); the same holds for what is shown after
+    /// login.
     fn chat(&mut self, account: &Account) -> Result<(), ClientError> {
-        self.send(Sent::History { initial: true }, &format!("HISTORY {DEFAULT_HISTORY}"))?;
+        self.username = account.username.clone();
+        self.progress = Progress::new(now_ms());
         let mut leaving = false;
+        // Both are queued even if the first write fails: a failover sends
+        // them again.
+        let history = self.send(Sent::History { initial: true }, &format!("HISTORY {DEFAULT_HISTORY}"));
+        let rooms = self.send(Sent::Rooms { initial: true }, "ROOMS");
+        if let Err(error) = history.and(rooms) {
+            self.fail_over(error)?;
+        }
         loop {
-            if !leaving && !self.listing_pending() {
-                self.console.ask(Ask::Chat, "");
+            if leaving && !matches!(self.link, Link::Up) && self.unconfirmed() == 0 {
+                // Nothing typed would be lost: no need to wait for a server.
+                self.farewell(account);
+                return Ok(());
             }
-            match self.next_event() {
-                Event::Server(incoming) => match self.on_incoming(incoming)? {
-                    Some(Done::InitialHistory) => self.say(Text::ChatHint),
-                    Some(Done::Quit) => {
-                        self.say(Text::Disconnected {
-                            username: &validate::for_display(&account.username),
-                        });
-                        return Ok(());
-                    }
-                    Some(Done::Account(_)) | None => {}
-                },
-                Event::Input(Input::Line(line)) => leaving = self.typed(&line)?,
-                Event::Input(Input::TooLong) => self.say(Text::InputTooLong),
-                Event::Input(Input::Eof) => {
-                    leaving = true;
-                    self.send(Sent::Quit, "QUIT")?;
+            if !leaving && !self.input_held() {
+                let room = self.rooms.current().to_string();
+                self.console.ask(Ask::Chat, &room);
+            }
+            let event = self.next_event();
+            match self.on_chat_event(event, &mut leaving) {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.farewell(account);
+                    return Ok(());
                 }
-                Event::Input(Input::Interrupted) | Event::Signal => return Err(ClientError::Interrupted),
-                Event::Input(Input::Failed(error)) => return Err(ClientError::Input(error)),
-                Event::Timeout => return Err(self.timed_out()),
+                Err(error) => self.fail_over(error)?,
             }
         }
     }
 
-    /// Whether a `WHO` or `HISTORY` reply is still to be shown.
-    fn listing_pending(&self) -> bool {
-        self.pending
-            .iter()
-            .any(|pending| matches!(pending.command, Sent::Who | Sent::History { .. }))
+    /// Acts on one event of the chat; true at `OK QUIT`.
+    fn on_chat_event(&mut self, event: Event, leaving: &mut bool) -> Result<bool, ClientError> {
+        match event {
+            Event::Server(incoming) => match self.on_incoming(incoming)? {
+                Some(Done::Ready) => self.say(Text::ChatHint),
+                Some(Done::Quit) => return Ok(true),
+                Some(Done::Account(_)) | None => {}
+            },
+            Event::Input(Input::Line(line)) => {
+                // Leaving even if the `QUIT` cannot be written now.
+                *leaving |= Typed::parse(&line) == Typed::Quit;
+                self.typed(&line)?;
+            }
+            Event::Input(Input::TooLong) => self.say(Text::InputTooLong),
+            Event::Input(Input::Eof) => {
+                *leaving = true;
+                self.send(Sent::Quit, "QUIT")?;
+            }
+            Event::Input(Input::Interrupted) | Event::Signal => return Err(ClientError::Interrupted),
+            Event::Input(Input::Failed(error)) => return Err(ClientError::Input(error)),
+            Event::Timeout => return Err(self.timed_out()),
+            Event::Reconnected(attempt) => self.reconnected(attempt)?,
+        }
+        Ok(false)
     }
 
-    /// Acts on one typed line; true when it was the order to leave.
-    fn typed(&mut self, line: &str) -> Result<bool, ClientError> {
-        match Typed::parse(line) {
+    /// The lab's farewell.
+    fn farewell(&mut self, account: &Account) {
+        self.say(Text::Disconnected {
+            username: &validate::for_display(&account.username),
+        });
+    }
+
+    /// Whether a reply that holds the next typed line back is still to come.
+    fn input_held(&self) -> bool {
+        self.pending
+            .iter()
+            .chain(&self.unsent)
+            .any(|pending| pending.command.holds_input())
+    }
+
+    /// Acts on one typed line.
+    fn typed(&mut self, line: &str) -> Result<(), ClientError> {
+        let typed = Typed::parse(line);
+        let needs_rooms = match typed {
+            Typed::Join(_) | Typed::Part(_) | Typed::Rooms | Typed::Private { .. } => true,
+            Typed::Who(Some(room)) | Typed::Switch(room) => !is_lobby(room),
+            Typed::History { target, .. } => target.is_some_and(|t| !matches!(t, Target::Room(r) if is_lobby(r))),
+            _ => false,
+        };
+        if needs_rooms && !self.has_rooms {
+            self.say(Text::NoRooms);
+            return Ok(());
+        }
+        match typed {
             Typed::Blank => {}
-            Typed::Say(text) => match validate::text(text) {
-                Ok(text) => self.send(Sent::Say { text: text.to_string() }, &format!("SAY {text}"))?,
-                Err(code) => self.say(Text::SayFailed {
-                    code: Some(code),
-                    server_text: "",
-                    excerpt: &display::excerpt(text.trim_matches([' ', '\t']), EXCERPT),
-                }),
-            },
-            Typed::Quit => {
-                self.send(Sent::Quit, "QUIT")?;
-                return Ok(true);
+            Typed::Say(text) => {
+                let to = self.rooms.current_room().map(str::to_string);
+                self.message(to, text)?;
             }
-            Typed::Who => self.send(Sent::Who, "WHO")?,
-            Typed::History(count) => self.send(Sent::History { initial: false }, &format!("HISTORY {count}"))?,
-            Typed::BadHistory => self.say(Text::HistoryUsage),
+            Typed::Private { to, text } => self.message(Some(format!("@{to}")), text)?,
+            Typed::Quit => self.send(Sent::Quit, "QUIT")?,
+            Typed::Who(room) => {
+                let room = room.or(self.rooms.current_room()).filter(|room| !is_lobby(room));
+                let line = room.map_or_else(|| "WHO".to_string(), |room| format!("WHO {room}"));
+                let room = room.map(str::to_string);
+                self.send(Sent::Who { room }, &line)?;
+            }
+            Typed::History { target, count } => {
+                let target = match target {
+                    Some(Target::Room(room)) => Some(room.to_string()),
+                    Some(Target::User(user)) => Some(format!("@{user}")),
+                    None => self.rooms.current_room().map(str::to_string),
+                };
+                let line = match target.filter(|target| !is_lobby(target)) {
+                    Some(target) => format!("HISTORY {target} {count}"),
+                    None => format!("HISTORY {count}"),
+                };
+                self.send(Sent::History { initial: false }, &line)?;
+            }
+            Typed::Join(room) => self.send(Sent::Join, &format!("JOIN {room}"))?,
+            Typed::Part(room) => {
+                let room = room.unwrap_or(self.rooms.current()).to_string();
+                self.send(Sent::Part, &format!("PART {room}"))?;
+            }
+            Typed::Rooms => self.send(Sent::Rooms { initial: false }, "ROOMS")?,
+            Typed::Switch(room) => match self.rooms.switch(room) {
+                Some(name) => {
+                    let room = validate::for_display(name);
+                    self.say(Text::NowIn { room: &room });
+                }
+                None => self.say(Text::NotInRoom { room }),
+            },
             Typed::Help => self.say(Text::Help),
+            Typed::Usage(usage) => self.say(Text::Usage(usage)),
+            Typed::Invalid(code) => self.refused(Some(code), ""),
             Typed::Unknown(command) => self.say(Text::UnknownCommand {
                 command: &validate::for_display(command),
             }),
         }
-        Ok(false)
+        Ok(())
+    }
+
+    /// Sends a typed message: `SAY` to the lobby (`to` is `None`), `SEND`
+    /// to a room or a person; a text that breaks the rules is refused here,
+    /// with the server's sentence.
+    fn message(&mut self, to: Option<String>, text: &str) -> Result<(), ClientError> {
+        match validate::text(text) {
+            Ok(text) => {
+                let line = match &to {
+                    Some(to) => format!("SEND {to} {text}"),
+                    None => format!("SAY {text}"),
+                };
+                self.send(
+                    Sent::Message {
+                        to,
+                        text: text.to_string(),
+                    },
+                    &line,
+                )
+            }
+            Err(code) => {
+                self.say(Text::SayFailed {
+                    code: Some(code),
+                    server_text: "",
+                    excerpt: &display::excerpt(text.trim_matches([' ', '\t']), EXCERPT),
+                });
+                Ok(())
+            }
+        }
     }
 
     // ----- what the server says ------------------------------------------
@@ -457,15 +741,42 @@ impl<'c> Session<'c> {
             ServerLine::Ok { tag, verb, fields } => self.on_reply(tag, &verb, Ok(fields)),
             ServerLine::Err { tag, verb, code, text } => self.on_reply(tag, &verb, Err((code, text))),
             ServerLine::Msg(message) => {
-                if matches!(self.front(), Some(Sent::History { .. })) {
-                    self.history_lines.push(message);
-                } else {
-                    self.show_live(&message);
-                }
+                self.on_post(Post::lobby(message));
                 Ok(None)
             }
-            ServerLine::User { username, full_name } if matches!(self.front(), Some(Sent::Who)) => {
+            ServerLine::Post { target, message } => {
+                self.on_post(Post::addressed(&target, message));
+                Ok(None)
+            }
+            ServerLine::User { username, full_name } if matches!(self.front(), Some(Sent::Who { .. })) => {
                 self.who_lines.push((username, full_name));
+                Ok(None)
+            }
+            ServerLine::Room { name, members, member } if matches!(self.front(), Some(Sent::Rooms { .. })) => {
+                self.room_lines.push((name, members, member));
+                Ok(None)
+            }
+            ServerLine::Enter { room, user } => {
+                if user.eq_ignore_ascii_case(&self.username) {
+                    // This account joined from another session.
+                    self.rooms.joined(&room);
+                }
+                self.say(Text::RoomEntered {
+                    room: &validate::for_display(&room),
+                    username: &validate::for_display(&user),
+                });
+                Ok(None)
+            }
+            ServerLine::Exit { room, user } => {
+                self.say(Text::RoomExited {
+                    room: &validate::for_display(&room),
+                    username: &validate::for_display(&user),
+                });
+                // This account left from another session: nothing typed
+                // here may go there any more.
+                if user.eq_ignore_ascii_case(&self.username) && self.rooms.parted(&room) {
+                    self.say(Text::NowIn { room: LOBBY });
+                }
                 Ok(None)
             }
             ServerLine::Join(username) => {
@@ -484,12 +795,7 @@ impl<'c> Session<'c> {
                 self.closing = Some((code, text, Instant::now() + BYE_GRACE));
                 Ok(None)
             }
-            // Rooms and private messages (protocol 1.1): this client does
-            // not use them yet, and a version 1 session is never sent them.
-            ServerLine::Post { .. } | ServerLine::Enter { .. } | ServerLine::Exit { .. } | ServerLine::Room { .. } => {
-                Ok(None)
-            }
-            ServerLine::User { .. } | ServerLine::Hello { .. } => {
+            ServerLine::User { .. } | ServerLine::Room { .. } | ServerLine::Hello { .. } => {
                 self.say(Text::IgnoredServerLine);
                 Ok(None)
             }
@@ -512,26 +818,55 @@ impl<'c> Session<'c> {
         }
         match pending.command {
             Sent::Register | Sent::Login => Ok(Some(Done::Account(reply))),
+            Sent::Relogin => match reply {
+                Ok(_) => {
+                    self.back_up()?;
+                    Ok(None)
+                }
+                Err((code, text)) => {
+                    // Try again (elsewhere, after a pause) while time is left.
+                    self.refused(code, &text);
+                    Err(ClientError::Lost {
+                        addr: self.addr().to_string(),
+                        unconfirmed: self.unconfirmed(),
+                    })
+                }
+            },
+            Sent::CatchUp { paged } => {
+                self.caught_up(paged, reply)?;
+                Ok(None)
+            }
             Sent::Quit => Ok(Some(Done::Quit)),
-            Sent::Say { text } => {
-                if let Err((code, server_text)) = reply {
-                    self.say(Text::SayFailed {
+            Sent::Message { text, .. } => {
+                match reply {
+                    // `OK SAY ID TS`: this message is never to be shown as
+                    // someone else's, should a catch-up bring it back.
+                    Ok(fields) => {
+                        if let Some(id) = fields.split(' ').next().and_then(|id| id.parse().ok()) {
+                            self.seen.first_time(id);
+                        }
+                    }
+                    Err((code, server_text)) => self.say(Text::SayFailed {
                         code,
                         server_text: &validate::for_display(&server_text),
                         excerpt: &display::excerpt(&text, EXCERPT),
-                    });
+                    }),
                 }
                 Ok(None)
             }
             Sent::History { initial } => {
                 self.show_history(initial, reply);
-                Ok(initial.then_some(Done::InitialHistory))
+                Ok(None)
             }
-            Sent::Who => {
+            Sent::Who { room } => {
                 let users = std::mem::take(&mut self.who_lines);
                 match reply {
                     Ok(_) => {
-                        self.say(Text::WhoHeader { count: users.len() });
+                        let room = room.map(|room| validate::for_display(&room));
+                        self.say(Text::WhoHeader {
+                            count: users.len(),
+                            room: room.as_deref(),
+                        });
                         for (username, full_name) in users {
                             self.console.say(&display::who_line(&username, &full_name));
                         }
@@ -540,6 +875,78 @@ impl<'c> Session<'c> {
                 }
                 Ok(None)
             }
+            Sent::Rooms { initial } => {
+                self.show_rooms(initial, reply);
+                Ok(initial.then_some(Done::Ready))
+            }
+            Sent::Join => {
+                match reply {
+                    Ok(fields) => {
+                        let Ok(room) = validate::room(fields.trim_end()) else {
+                            return Err(self.protocol("OK JOIN without a room"));
+                        };
+                        self.rooms.joined(room);
+                        self.rooms.switch(room);
+                        self.say(Text::RoomJoined {
+                            room: &validate::for_display(room),
+                        });
+                    }
+                    Err((code, text)) => self.refused(code, &text),
+                }
+                Ok(None)
+            }
+            Sent::Part => {
+                match reply {
+                    Ok(fields) => {
+                        let Ok(room) = validate::room(fields.trim_end()) else {
+                            return Err(self.protocol("OK PART without a room"));
+                        };
+                        let was_current = self.rooms.parted(room);
+                        self.say(Text::RoomParted {
+                            room: &validate::for_display(room),
+                        });
+                        if was_current {
+                            self.say(Text::NowIn { room: LOBBY });
+                        }
+                    }
+                    Err((code, text)) => self.refused(code, &text),
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The end of a `ROOMS` reply: the account's rooms are the ones flagged
+    /// `*`. After login they are named in one sentence (and a version 1
+    /// server's `bad-request` says only that it has no rooms); an explicit
+    /// `/rooms` lists every room.
+    fn show_rooms(&mut self, initial: bool, reply: Reply) {
+        let listed = std::mem::take(&mut self.room_lines);
+        match reply {
+            Ok(_) => {
+                let mine = listed
+                    .iter()
+                    .filter(|(_, _, member)| *member)
+                    .map(|(name, _, _)| name.as_str());
+                if self.rooms.listed(mine) {
+                    self.say(Text::NowIn { room: LOBBY });
+                }
+                if initial {
+                    let names = validate::for_display(&self.rooms.names().join(", "));
+                    self.say(Text::YourRooms { rooms: &names });
+                } else {
+                    self.say(Text::RoomsHeader { count: listed.len() });
+                    for (name, members, member) in &listed {
+                        self.say(Text::RoomLine {
+                            name: &validate::for_display(name),
+                            members: *members,
+                            member: *member,
+                        });
+                    }
+                }
+            }
+            Err((Some(ErrorCode::BadRequest), _)) if initial => self.has_rooms = false,
+            Err((code, text)) => self.refused(code, &text),
         }
     }
 
@@ -556,12 +963,17 @@ impl<'c> Session<'c> {
         let body = lines.split_off(lines.len() - count);
         if initial {
             lines.extend(body);
-            lines.sort_by_key(|message| message.id);
+            lines.sort_by_key(|post| post.message.id);
+            if !self.progress.catching_up() {
+                for post in &lines {
+                    self.progress.received(post.message.id);
+                }
+            }
             let now = Local::now();
             let fresh: Vec<String> = lines
                 .iter()
-                .filter(|message| self.seen.first_time(message.id))
-                .map(|message| display::message_line(message, &now))
+                .filter(|post| self.seen.first_time(post.message.id))
+                .map(|post| display::message_line(post, &self.username, self.lang, &now))
                 .collect();
             if !fresh.is_empty() {
                 self.say(Text::RecentMessages);
@@ -570,8 +982,8 @@ impl<'c> Session<'c> {
                 self.console.say(&line);
             }
         } else {
-            for message in &lines {
-                self.show_live(message);
+            for post in lines {
+                self.live(post);
             }
             if reply.is_ok() {
                 if body.is_empty() {
@@ -579,9 +991,10 @@ impl<'c> Session<'c> {
                 } else {
                     self.say(Text::HistoryHeader { count: body.len() });
                     let now = Local::now();
-                    for message in &body {
-                        self.seen.first_time(message.id);
-                        self.console.say(&display::message_line(message, &now));
+                    for post in &body {
+                        self.seen.first_time(post.message.id);
+                        let line = display::message_line(post, &self.username, self.lang, &now);
+                        self.console.say(&line);
                     }
                 }
             }
@@ -591,11 +1004,190 @@ impl<'c> Session<'c> {
         }
     }
 
+    /// A `MSG` or `POST` line: part of the `HISTORY` or `SYNC` being
+    /// answered, or a live message.
+    fn on_post(&mut self, post: Post) {
+        if matches!(self.front(), Some(Sent::History { .. } | Sent::CatchUp { .. })) {
+            self.history_lines.push(post);
+        } else {
+            self.live(post);
+        }
+    }
+
+    /// A live message: shown now, or held while a catch-up runs.
+    fn live(&mut self, post: Post) {
+        if let Some(post) = self.progress.live(post) {
+            self.show(&post);
+        }
+    }
+
     /// Shows a message of the chat unless it was already shown.
-    fn show_live(&mut self, message: &ChatMessage) {
-        if self.seen.first_time(message.id) {
-            let line = display::message_line(message, &Local::now());
+    fn show(&mut self, post: &Post) {
+        if self.seen.first_time(post.message.id) {
+            let line = display::message_line(post, &self.username, self.lang, &Local::now());
             self.console.say(&line);
+        }
+    }
+
+    // ----- failover -----------------------------------------------------
+
+    /// A chat error: the start of a failover when the connection was lost
+    /// (or the server stopped answering, or is shutting down) and the chat
+    /// may reconnect; otherwise the end of the chat, with `error`.
+    fn fail_over(&mut self, error: ClientError) -> Result<(), ClientError> {
+        let why = match &error {
+            ClientError::Lost { .. } => Interruption::Lost,
+            ClientError::NoReply { .. } => Interruption::NoReply,
+            ClientError::Closed {
+                code: Some(ErrorCode::ShuttingDown),
+                ..
+            } => Interruption::ShuttingDown,
+            _ => return Err(error),
+        };
+        if self.credentials.is_none() || self.reconnect_for.is_zero() {
+            return Err(error);
+        }
+        let until = match &self.link {
+            Link::Up => {
+                let addr = self.addr().to_string();
+                self.say(Text::Reconnecting {
+                    addr: &addr,
+                    why,
+                    secs: self.reconnect_for.as_secs(),
+                });
+                Instant::now() + self.reconnect_for
+            }
+            // Lost again while reconnecting: the same deadline.
+            Link::Down { until, .. } | Link::Relogging { until } => *until,
+        };
+        if Instant::now() >= until {
+            return Err(self.gave_up());
+        }
+        self.go_down(
+            until,
+            why == Interruption::Lost && matches!(self.link, Link::Relogging { .. }),
+        );
+        Ok(())
+    }
+
+    /// Drops the connection and starts the reconnect thread; every command
+    /// not answered goes back to the queue, in order. `refused`: the last
+    /// attempt logged in and was refused, so the next one waits a little.
+    fn go_down(&mut self, until: Instant, refused: bool) {
+        self.connection = None;
+        self.closing = None;
+        // Partial replies come again with their resent commands; a
+        // catch-up under way starts again from the same id.
+        self.history_lines.clear();
+        self.who_lines.clear();
+        self.room_lines.clear();
+        self.progress.abandon();
+        let mut queue: VecDeque<Pending> = self
+            .pending
+            .drain(..)
+            .filter(|pending| !matches!(pending.command, Sent::Relogin | Sent::CatchUp { .. }))
+            .collect();
+        queue.append(&mut self.unsent);
+        self.unsent = queue;
+        let pause = if refused {
+            self.relogin_backoff.next_pause()
+        } else {
+            Duration::ZERO
+        };
+        // Another address first: the one lost is the likeliest to be down.
+        let first = (self.server + 1) % self.servers.len().max(1);
+        self.link = Link::Down {
+            until,
+            attempt: failover::reconnect(self.servers.clone(), first, until, pause),
+        };
+    }
+
+    /// The reconnect thread's report: log in on the new connection, or give
+    /// up.
+    fn reconnected(&mut self, attempt: Attempt) -> Result<(), ClientError> {
+        let Link::Down { until, .. } = self.link else {
+            return Ok(());
+        };
+        let (Some((connection, index)), Some(credentials)) = (attempt, &self.credentials) else {
+            return Err(self.gave_up());
+        };
+        let line = format!("LOGIN {} {}", credentials.username, credentials.password);
+        self.connection = Some(connection);
+        self.server = index;
+        self.link = Link::Relogging { until };
+        let login = Pending {
+            tag: self.tags.next(),
+            command: Sent::Relogin,
+            line,
+            sent_at: Instant::now(),
+        };
+        self.write(login)
+    }
+
+    /// Logged in again: say so, resend what waited (with the same tags),
+    /// and catch up.
+    fn back_up(&mut self) -> Result<(), ClientError> {
+        self.link = Link::Up;
+        self.relogin_backoff = Backoff::default();
+        let addr = self.addr().to_string();
+        self.say(Text::Reconnected { addr: &addr });
+        let after = self.progress.begin();
+        // Messages first: their `OK`s mark their ids as this client's own
+        // before the catch-up could show them. `QUIT` last, after the
+        // catch-up's reply.
+        while let Some(pending) = self.unsent.pop_front() {
+            if matches!(pending.command, Sent::Quit) {
+                self.unsent.push_front(pending);
+                break;
+            }
+            self.write(pending)?;
+        }
+        if self.has_rooms {
+            self.send(Sent::CatchUp { paged: true }, &format!("SYNC {after} {SYNC_PAGE}"))?;
+        } else {
+            self.send(Sent::CatchUp { paged: false }, &format!("HISTORY {SYNC_PAGE}"))?;
+        }
+        while let Some(pending) = self.unsent.pop_front() {
+            self.write(pending)?;
+        }
+        Ok(())
+    }
+
+    /// The end of a catch-up reply: its body shown (what was not shown
+    /// before), then the next page, or the live messages held meanwhile.
+    fn caught_up(&mut self, paged: bool, reply: Reply) -> Result<(), ClientError> {
+        let mut lines = std::mem::take(&mut self.history_lines);
+        let count = match &reply {
+            Ok(fields) => fields.trim().parse::<usize>().unwrap_or(lines.len()).min(lines.len()),
+            Err(_) => 0,
+        };
+        let body = lines.split_off(lines.len() - count);
+        for post in lines {
+            self.live(post);
+        }
+        if let Err((code, text)) = reply {
+            self.refused(code, &text);
+        } else {
+            let page = self.progress.page(body, paged);
+            for post in &page.show {
+                self.show(post);
+            }
+            if let Some(after) = page.next {
+                return self.send(Sent::CatchUp { paged: true }, &format!("SYNC {after} {SYNC_PAGE}"));
+            }
+        }
+        for post in self.progress.finish() {
+            self.show(&post);
+        }
+        Ok(())
+    }
+
+    /// The error that ends a chat that could not reconnect in time.
+    fn gave_up(&self) -> ClientError {
+        ClientError::GaveUp {
+            addrs: self.servers.join(", "),
+            secs: self.reconnect_for.as_secs(),
+            unconfirmed: self.unconfirmed(),
         }
     }
 
@@ -603,13 +1195,26 @@ impl<'c> Session<'c> {
 
     /// Waits for the next thing to act on.
     fn next_event(&mut self) -> Event {
-        let deadline = match &self.closing {
-            Some((_, _, until)) => Some(*until),
-            None => self.pending.front().map(|pending| pending.sent_at + REPLY_TIMEOUT),
+        let reply_due = self.pending.front().map(|pending| pending.sent_at + REPLY_TIMEOUT);
+        let deadline = match (&self.closing, &self.link) {
+            (Some((_, _, until)), _) => Some(*until),
+            (None, Link::Up) => reply_due,
+            (None, Link::Relogging { until }) => Some(reply_due.map_or(*until, |due| due.min(*until))),
+            // The thread reports by then; this is only a safety net.
+            (None, Link::Down { until, .. }) => Some(*until + REPORT_SLACK),
         };
         let timer = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
+        let incoming = self
+            .connection
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, |connection| connection.incoming().clone());
+        let attempt = match &self.link {
+            Link::Down { attempt, .. } => attempt.clone(),
+            _ => crossbeam_channel::never(),
+        };
         let event = select! {
-            recv(self.connection.incoming()) -> incoming => Event::Server(incoming.unwrap_or(Incoming::Closed)),
+            recv(incoming) -> incoming => Event::Server(incoming.unwrap_or(Incoming::Closed)),
+            recv(attempt) -> attempt => Event::Reconnected(attempt.unwrap_or(None)),
             recv(self.console.input()) -> input => Event::Input(
                 input.unwrap_or_else(|_| Input::Failed(std::io::Error::other("the input thread ended")))
             ),
@@ -622,18 +1227,39 @@ impl<'c> Session<'c> {
         event
     }
 
-    /// Sends a command with a fresh tag and queues it for its reply.
+    /// Sends a command with a fresh tag and queues it for its reply; while
+    /// the client reconnects, queues it to be sent once logged in again.
     fn send(&mut self, command: Sent, line: &str) -> Result<(), ClientError> {
-        let tag = self.tags.next();
-        if self.connection.send(&format!("@{tag} {line}")).is_err() {
-            return Err(self.ended());
-        }
-        self.pending.push_back(Pending {
-            tag,
+        let pending = Pending {
+            tag: self.tags.next(),
             command,
+            line: line.to_string(),
             sent_at: Instant::now(),
-        });
-        Ok(())
+        };
+        if matches!(self.link, Link::Up) {
+            self.write(pending)
+        } else {
+            self.unsent.push_back(pending);
+            Ok(())
+        }
+    }
+
+    /// Writes a command (with its tag) and queues it for its reply. It is
+    /// queued even when the write fails, so a failover resends it.
+    fn write(&mut self, mut pending: Pending) -> Result<(), ClientError> {
+        let line = format!("@{} {}", pending.tag, pending.line);
+        pending.sent_at = Instant::now();
+        self.pending.push_back(pending);
+        let written = self
+            .connection
+            .as_mut()
+            .is_some_and(|connection| connection.send(&line).is_ok());
+        if written { Ok(()) } else { Err(self.ended()) }
+    }
+
+    /// The address connected to (or last lost).
+    fn addr(&self) -> &str {
+        self.servers.get(self.server).map_or("", String::as_str)
     }
 
     /// The command the next reply will answer.
@@ -641,17 +1267,18 @@ impl<'c> Session<'c> {
         self.pending.front().map(|pending| &pending.command)
     }
 
-    /// Messages sent whose `OK SAY` has not come.
+    /// Messages sent (or waiting to be sent) whose `OK` has not come.
     fn unconfirmed(&self) -> usize {
         self.pending
             .iter()
-            .filter(|pending| matches!(pending.command, Sent::Say { .. }))
+            .chain(&self.unsent)
+            .filter(|pending| matches!(pending.command, Sent::Message { .. }))
             .count()
     }
 
     /// Why the connection is over: `BYE` if it was said, lost otherwise.
     fn ended(&mut self) -> ClientError {
-        let addr = self.connection.addr().to_string();
+        let addr = self.addr().to_string();
         let unconfirmed = self.unconfirmed();
         match self.closing.take() {
             Some((code, text, _)) => ClientError::Closed {
@@ -669,16 +1296,20 @@ impl<'c> Session<'c> {
         if self.closing.is_some() {
             return self.ended();
         }
-        ClientError::NoReply {
-            addr: self.connection.addr().to_string(),
-            secs: REPLY_TIMEOUT.as_secs(),
-            unconfirmed: self.unconfirmed(),
+        match &self.link {
+            Link::Down { .. } => self.gave_up(),
+            Link::Relogging { until } if Instant::now() >= *until => self.gave_up(),
+            _ => ClientError::NoReply {
+                addr: self.addr().to_string(),
+                secs: REPLY_TIMEOUT.as_secs(),
+                unconfirmed: self.unconfirmed(),
+            },
         }
     }
 
     fn protocol(&self, detail: &'static str) -> ClientError {
         ClientError::Protocol {
-            addr: self.connection.addr().to_string(),
+            addr: self.addr().to_string(),
             detail,
         }
     }

@@ -1,8 +1,15 @@
 //! What a line typed in the chat means: a message, or one of the commands
-//! (`/who`, `/historial`, `/ayuda`, `salir`...), in Spanish and English.
+//! (`/join`, `/msg`, `/who`, `/historial`, `/ayuda`, `salir`...), each with
+//! a Spanish and an English spelling, both always accepted.
 //!
-//! The one table of client commands lives in [`Typed::parse`]. Pure: no I/O,
-//! no protocol; the chat loop turns a [`Typed`] into wire commands.
+//! The one table of client commands lives in [`Typed::parse`]. It checks
+//! the arguments' syntax and the room and user names against the
+//! protocol's rules (PROTOCOL.md 9.1, 5.1), so a name that cannot be right
+//! is refused with the server's own sentence without a round trip. Pure: no
+//! I/O, no protocol; the chat loop turns a [`Typed`] into wire commands.
+
+use crate::core::code::ErrorCode;
+use crate::core::validate;
 
 /// How many messages `/historial` shows when no number is given, and how
 /// many are shown right after logging in.
@@ -11,23 +18,79 @@ pub const DEFAULT_HISTORY: u32 = 20;
 /// The most `/historial N` may ask for (the server's limit, PROTOCOL.md 4).
 pub const MAX_HISTORY: u32 = crate::core::commands::MAX_HISTORY;
 
+/// A room or private conversation named in a command, already checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// `#ROOM`, `#` included, as typed.
+    Room(&'a str),
+    /// `@USER`: the conversation with that account; the username without
+    /// its `@`, as typed.
+    User(&'a str),
+}
+
+/// A command typed with the wrong arguments, for the sentence that shows
+/// how to use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// `/join #sala`.
+    Join,
+    /// `/part [#sala]`.
+    Part,
+    /// `/cambiar #sala`.
+    Switch,
+    /// `/msg usuario texto`.
+    Private,
+    /// `/who [#sala]`.
+    Who,
+    /// `/historial [#sala|@usuario] [N]`.
+    History,
+}
+
 /// One typed line, understood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Typed<'a> {
     /// Nothing but spaces and tabs: ignored, nothing is sent.
     Blank,
-    /// A message to send as it is (checked and trimmed before sending).
+    /// A message for the current room, as typed (checked and trimmed before
+    /// sending).
     Say(&'a str),
     /// `salir`, `/salir` or `/quit`: leave the chat.
     Quit,
-    /// `/who`: who is online.
-    Who,
-    /// `/historial [N]` or `/history [N]`.
-    History(u32),
-    /// `/historial` with an argument that is not 1 to 1000.
-    BadHistory,
+    /// `/who [#sala]` or `/quien`: who is online (in a room; `None`: the
+    /// current one).
+    Who(Option<&'a str>),
+    /// `/historial [#sala|@usuario] [N]` or `/history`: the last `count`
+    /// messages of a room or conversation (`None`: the current room).
+    History {
+        /// Where; `None` for the current room.
+        target: Option<Target<'a>>,
+        /// How many, 1 to [`MAX_HISTORY`].
+        count: u32,
+    },
+    /// `/join #sala` or `/unirse`: join a room and write in it.
+    Join(&'a str),
+    /// `/part [#sala]` or `/salir-de`: leave a room (`None`: the current
+    /// one).
+    Part(Option<&'a str>),
+    /// `/rooms` or `/salas`: every room, the account's marked.
+    Rooms,
+    /// `/msg usuario texto` or `/privado`: a private message.
+    Private {
+        /// The addressee's username, without `@`.
+        to: &'a str,
+        /// The text, as typed (checked and trimmed before sending).
+        text: &'a str,
+    },
+    /// `/cambiar #sala` or `/switch`: write in another room the account is
+    /// in, without joining anything.
+    Switch(&'a str),
     /// `/ayuda` or `/help`.
     Help,
+    /// A command with missing, extra or malformed arguments.
+    Usage(Usage),
+    /// A room or user name that breaks the protocol's rules: the code the
+    /// server would answer (`invalid-room`, `invalid-username`).
+    Invalid(ErrorCode),
     /// Any other `/word`: pointed to the help, never sent as a message.
     Unknown(&'a str),
 }
@@ -54,25 +117,85 @@ impl<'a> Typed<'a> {
         };
         let (word, argument) = command.split_once([' ', '\t']).unwrap_or((command, ""));
         let argument = argument.trim_matches([' ', '\t']);
+        let words: Vec<&str> = argument.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
         match word.to_ascii_lowercase().as_str() {
             "quit" | "salir" => Typed::Quit,
-            "who" => Typed::Who,
-            "historial" | "history" => match history_count(argument) {
-                Some(count) => Typed::History(count),
-                None => Typed::BadHistory,
+            "who" | "quien" | "quién" => match words.as_slice() {
+                [] => Typed::Who(None),
+                [room] => checked_room(room, |room| Typed::Who(Some(room))),
+                _ => Typed::Usage(Usage::Who),
             },
+            "historial" | "history" => history(&words),
+            "join" | "unirse" => match words.as_slice() {
+                [room] => checked_room(room, Typed::Join),
+                _ => Typed::Usage(Usage::Join),
+            },
+            "part" | "salir-de" => match words.as_slice() {
+                [] => Typed::Part(None),
+                [room] => checked_room(room, |room| Typed::Part(Some(room))),
+                _ => Typed::Usage(Usage::Part),
+            },
+            "cambiar" | "switch" => match words.as_slice() {
+                [room] => checked_room(room, Typed::Switch),
+                _ => Typed::Usage(Usage::Switch),
+            },
+            "rooms" | "salas" => Typed::Rooms,
+            "msg" | "privado" => private(argument),
             "ayuda" | "help" => Typed::Help,
             _ => Typed::Unknown(&trimmed[..word.len() + 1]),
         }
     }
 }
 
-/// The N of `/historial N`: empty means the default; otherwise decimal
-/// digits with a value from 1 to [`MAX_HISTORY`].
-fn history_count(argument: &str) -> Option<u32> {
-    if argument.is_empty() {
-        return Some(DEFAULT_HISTORY);
+/// `then(room)` if `room` is a valid room name, else `invalid-room`.
+fn checked_room<'a>(room: &'a str, then: impl FnOnce(&'a str) -> Typed<'a>) -> Typed<'a> {
+    match validate::room(room) {
+        Ok(room) => then(room),
+        Err(code) => Typed::Invalid(code),
     }
+}
+
+/// The arguments of `/historial`: an optional `#sala` or `@usuario`, then
+/// an optional count.
+fn history<'a>(words: &[&'a str]) -> Typed<'a> {
+    let (target, rest) = match words.split_first() {
+        Some((first, rest)) if first.starts_with('#') => match validate::room(first) {
+            Ok(room) => (Some(Target::Room(room)), rest),
+            Err(code) => return Typed::Invalid(code),
+        },
+        Some((first, rest)) if first.starts_with('@') => match validate::username(&first[1..]) {
+            Ok(user) => (Some(Target::User(user)), rest),
+            Err(code) => return Typed::Invalid(code),
+        },
+        _ => (None, words),
+    };
+    let count = match rest {
+        [] => Some(DEFAULT_HISTORY),
+        [count] => history_count(count),
+        _ => None,
+    };
+    match count {
+        Some(count) => Typed::History { target, count },
+        None => Typed::Usage(Usage::History),
+    }
+}
+
+/// The arguments of `/msg`: a username (with or without `@`), then the
+/// text, which must not be blank.
+fn private(argument: &str) -> Typed<'_> {
+    let Some((to, text)) = argument.split_once([' ', '\t']) else {
+        return Typed::Usage(Usage::Private);
+    };
+    let to = to.strip_prefix('@').unwrap_or(to);
+    match validate::username(to) {
+        Ok(to) => Typed::Private { to, text },
+        Err(code) => Typed::Invalid(code),
+    }
+}
+
+/// The N of `/historial N`: decimal digits with a value from 1 to
+/// [`MAX_HISTORY`].
+fn history_count(argument: &str) -> Option<u32> {
     if !argument.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -90,6 +213,7 @@ mod tests {
         assert_eq!(Typed::parse("voy a salir ya"), Typed::Say("voy a salir ya"));
         assert_eq!(Typed::parse("//shrug"), Typed::Say("/shrug"));
         assert_eq!(Typed::parse("a/b"), Typed::Say("a/b"));
+        assert_eq!(Typed::parse("#sala hola"), Typed::Say("#sala hola"));
         assert_eq!(Typed::parse(" \t "), Typed::Blank);
         assert_eq!(Typed::parse(""), Typed::Blank);
     }
@@ -103,13 +227,125 @@ mod tests {
 
     #[test]
     fn commands_in_both_languages() {
-        assert_eq!(Typed::parse("/who"), Typed::Who);
-        assert_eq!(Typed::parse("/WHO"), Typed::Who);
+        assert_eq!(Typed::parse("/who"), Typed::Who(None));
+        assert_eq!(Typed::parse("/WHO"), Typed::Who(None));
+        assert_eq!(Typed::parse("/quien #sala"), Typed::Who(Some("#sala")));
         assert_eq!(Typed::parse("/ayuda"), Typed::Help);
         assert_eq!(Typed::parse("/help"), Typed::Help);
-        assert_eq!(Typed::parse("/historial"), Typed::History(DEFAULT_HISTORY));
-        assert_eq!(Typed::parse("/history 5"), Typed::History(5));
-        assert_eq!(Typed::parse("/historial  1000 "), Typed::History(1000));
+        assert_eq!(
+            Typed::parse("/historial"),
+            Typed::History {
+                target: None,
+                count: DEFAULT_HISTORY
+            }
+        );
+        assert_eq!(Typed::parse("/history 5"), Typed::History { target: None, count: 5 });
+        assert_eq!(
+            Typed::parse("/historial  1000 "),
+            Typed::History {
+                target: None,
+                count: 1000
+            }
+        );
+        for (es, en) in [
+            ("/unirse #Clase", "/join #Clase"),
+            ("/salir-de #Clase", "/part #Clase"),
+            ("/salas", "/rooms"),
+            ("/privado bea hola", "/msg bea hola"),
+            ("/cambiar #Clase", "/switch #Clase"),
+            ("/historial #Clase 3", "/history #Clase 3"),
+            ("/quien", "/who"),
+        ] {
+            assert_eq!(Typed::parse(es), Typed::parse(en), "{es} / {en}");
+            assert!(!matches!(Typed::parse(es), Typed::Unknown(_)), "{es}");
+        }
+    }
+
+    #[test]
+    fn rooms_are_joined_left_and_switched_to() {
+        assert_eq!(Typed::parse("/join #Clase"), Typed::Join("#Clase"));
+        assert_eq!(Typed::parse(" /JOIN\t#a.b-c_d "), Typed::Join("#a.b-c_d"));
+        assert_eq!(Typed::parse("/part"), Typed::Part(None));
+        assert_eq!(Typed::parse("/part #general"), Typed::Part(Some("#general")));
+        assert_eq!(Typed::parse("/switch #x"), Typed::Switch("#x"));
+        assert_eq!(Typed::parse("/rooms"), Typed::Rooms);
+    }
+
+    #[test]
+    fn room_commands_check_their_arguments() {
+        for usage in ["/join", "/join #a #b", "/cambiar", "/switch #a #b"] {
+            assert!(matches!(Typed::parse(usage), Typed::Usage(_)), "{usage:?}");
+        }
+        assert_eq!(Typed::parse("/part #a #b"), Typed::Usage(Usage::Part));
+        assert_eq!(Typed::parse("/who #a #b"), Typed::Usage(Usage::Who));
+        for invalid in [
+            "/join sala",
+            "/join #",
+            "/join #ñandú",
+            "/part sala",
+            "/who sala",
+            "/cambiar #a/b",
+            "/historial #",
+        ] {
+            assert_eq!(
+                Typed::parse(invalid),
+                Typed::Invalid(ErrorCode::InvalidRoom),
+                "{invalid:?}"
+            );
+        }
+        let long = format!("/join #{}", "a".repeat(33));
+        assert_eq!(Typed::parse(&long), Typed::Invalid(ErrorCode::InvalidRoom));
+        assert_eq!(
+            Typed::parse(&format!("/join #{}", "a".repeat(32))),
+            Typed::Join(&long[6..39])
+        );
+    }
+
+    #[test]
+    fn private_messages_name_a_user_and_carry_free_text() {
+        assert_eq!(
+            Typed::parse("/msg bea hola  qué tal "),
+            Typed::Private {
+                to: "bea",
+                text: "hola  qué tal"
+            }
+        );
+        assert_eq!(
+            Typed::parse("/privado @Bea hola"),
+            Typed::Private {
+                to: "Bea",
+                text: "hola"
+            }
+        );
+        assert_eq!(Typed::parse("/msg bea"), Typed::Usage(Usage::Private));
+        assert_eq!(Typed::parse("/msg"), Typed::Usage(Usage::Private));
+        assert_eq!(
+            Typed::parse("/msg be@ hola"),
+            Typed::Invalid(ErrorCode::InvalidUsername)
+        );
+        assert_eq!(Typed::parse("/msg @ hola"), Typed::Invalid(ErrorCode::InvalidUsername));
+    }
+
+    #[test]
+    fn history_takes_a_room_or_a_user_and_a_count() {
+        assert_eq!(
+            Typed::parse("/historial #Clase"),
+            Typed::History {
+                target: Some(Target::Room("#Clase")),
+                count: DEFAULT_HISTORY
+            }
+        );
+        assert_eq!(
+            Typed::parse("/history @bea 7"),
+            Typed::History {
+                target: Some(Target::User("bea")),
+                count: 7
+            }
+        );
+        assert_eq!(
+            Typed::parse("/historial @b+a"),
+            Typed::Invalid(ErrorCode::InvalidUsername)
+        );
     }
 
     #[test]
@@ -120,10 +356,16 @@ mod tests {
             "/historial -3",
             "/historial tres",
             "/history 5 6",
+            "/historial #a 5 6",
+            "/historial 5 #a",
+            "/historial bea",
         ] {
-            assert_eq!(Typed::parse(bad), Typed::BadHistory, "{bad:?}");
+            assert_eq!(Typed::parse(bad), Typed::Usage(Usage::History), "{bad:?}");
         }
-        assert_eq!(Typed::parse("/historial 99999999999999999999"), Typed::BadHistory);
+        assert_eq!(
+            Typed::parse("/historial 99999999999999999999"),
+            Typed::Usage(Usage::History)
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod pg;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long any single expected line may take before a test fails.
@@ -65,6 +67,8 @@ impl TestServer {
             .open(dir.path().join("server.log"))
             .expect("the server log file");
         let mut command = server_command(dir.path());
+        // Port 0 unless the test chose an address (to restart on the same
+        // port, say).
         if !args.contains(&"--addr") {
             command.args(["--addr", "127.0.0.1:0"]);
         }
@@ -624,13 +628,155 @@ pub fn scripted_server(mut answer: impl FnMut(&str) -> Option<Vec<u8>> + Send + 
     addr
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1 (for servers that
-/// must come back on the same address).
+// ----- the charla client, driven through its stdin ------------------------
+
+/// A running `charla`, its stdin held open until closed or dropped.
+pub struct Charla {
+    /// The process.
+    child: Child,
+    /// Its stdin; `None` once closed (the client's end of input).
+    stdin: Option<ChildStdin>,
+    /// Its stdout, line by line.
+    stdout: Receiver<String>,
+    /// Its stderr, line by line.
+    stderr: Receiver<String>,
+    /// Every stdout line read so far, for failure messages.
+    pub seen: Vec<String>,
+}
+
+impl Charla {
+    /// `charla --server ADDR` plus `args`.
+    pub fn start(addr: &str, args: &[&str]) -> Charla {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_charla"))
+            .args(["--server", addr])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("charla starts");
+        let stdin = child.stdin.take();
+        let stdout = lines_of(child.stdout.take().expect("piped stdout"));
+        let stderr = lines_of(child.stderr.take().expect("piped stderr"));
+        Charla {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// `charla` against `server`.
+    pub fn against(server: &TestServer) -> Charla {
+        Charla::start(&server.addr.to_string(), &[])
+    }
+
+    /// Types lines (each followed by a newline).
+    pub fn type_lines(&mut self, lines: &[&str]) {
+        let stdin = self.stdin.as_mut().expect("stdin is still open");
+        for line in lines {
+            stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .expect("write to charla");
+        }
+        stdin.flush().expect("flush charla's stdin");
+    }
+
+    /// Closes stdin: the end of input.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line, or `None` at the end of output.
+    pub fn next_line(&mut self) -> Option<String> {
+        match self.stdout.recv_timeout(LINE_TIMEOUT) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("charla printed nothing for {LINE_TIMEOUT:?}; so far: {:#?}", self.seen)
+            }
+        }
+    }
+
+    /// Reads stdout up to the first line containing `text`; returns it.
+    pub fn expect(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        while Instant::now() < deadline {
+            match self.next_line() {
+                Some(line) if line.contains(text) => return line,
+                Some(_) => {}
+                None => panic!("charla ended without printing {text:?}; it printed {:#?}", self.seen),
+            }
+        }
+        panic!("no {text:?} within {LINE_TIMEOUT:?}; charla printed {:#?}", self.seen)
+    }
+
+    /// Waits for the process to exit by itself; returns its status with the
+    /// rest of stdout and all of stderr.
+    pub fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
+        let deadline = Instant::now() + LINE_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("charla still runs after {LINE_TIMEOUT:?}; it printed {:#?}", self.seen);
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut rest = Vec::new();
+        while let Ok(line) = self.stdout.recv_timeout(LINE_TIMEOUT) {
+            rest.push(line);
+        }
+        let mut stderr = String::new();
+        while let Ok(line) = self.stderr.recv_timeout(LINE_TIMEOUT) {
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+        (status, rest, stderr)
+    }
+}
+
+impl Drop for Charla {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A thread that forwards the lines of `source` until it ends.
+pub fn lines_of(source: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// Runs `charla` with all of `input` on stdin (then end of input), as
+/// `printf ... | charla` does; returns status, stdout lines and stderr.
+pub fn run_piped(addr: &str, args: &[&str], input: &[&str]) -> (ExitStatus, Vec<String>, String) {
+    let mut charla = Charla::start(addr, args);
+    charla.type_lines(input);
+    charla.close_stdin();
+    charla.finish()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound, then released),
+/// for a server that must come back on the same address.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
 }
 
 /// A plain HTTP/1.1 `GET` of `path` on `addr`: the status and the body.
