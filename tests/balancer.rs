@@ -112,7 +112,7 @@ fn health_on_sqlite_answers_every_path_and_bounds_requests() {
     // process is gone. A session that does not read keeps the server
     // draining for a while (it waits for its output to go), and a prober
     // asks all the while.
-    let mut lento = registered(&server, "lento");
+    let lento = registered(&server, "lento");
     ana.expect("JOIN lento");
     let big = "x".repeat(2000);
     let lines: String = (0..250).map(|_| format!("SAY {big}\n")).collect();
