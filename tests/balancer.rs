@@ -112,7 +112,7 @@ fn health_on_sqlite_answers_every_path_and_bounds_requests() {
     // process is gone. A session that does not read keeps the server
     // draining for a while (it waits for its output to go), and a prober
     // asks all the while.
-    let lento = registered(&server, "lento");
+    let mut lento = registered(&server, "lento");
     ana.expect("JOIN lento");
     let big = "x".repeat(2000);
     let lines: String = (0..250).map(|_| format!("SAY {big}\n")).collect();
@@ -120,15 +120,26 @@ fn health_on_sqlite_answers_every_path_and_bounds_requests() {
     for _ in 0..250 {
         ana.expect_prefix("OK SAY ");
     }
+    // Megabytes of replies it does not read: far more than the sockets
+    // hold, so its outbox still has them when the server stops.
+    lento.send_raw("HISTORY 1000\n".repeat(10).as_bytes());
     lento.set_timeout(Duration::from_secs(30));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let unavailable = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let prober = {
-        let (stop, answered) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&answered));
+        let (stop, answered, unavailable) = (
+            std::sync::Arc::clone(&stop),
+            std::sync::Arc::clone(&answered),
+            std::sync::Arc::clone(&unavailable),
+        );
         std::thread::spawn(move || {
             let mut answers = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 if let Some(answer) = try_health(health) {
+                    if answer.0 == 503 {
+                        unavailable.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    }
                     answers.push(answer);
                     answered.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 }
@@ -142,7 +153,7 @@ fn health_on_sqlite_answers_every_path_and_bounds_requests() {
     server.signal("TERM");
     ana.expect("BYE shutting-down server is shutting down");
     assert!(wait_until(Duration::from_secs(5), || {
-        answered.load(std::sync::atomic::Ordering::Acquire) > 1
+        unavailable.load(std::sync::atomic::Ordering::Acquire) > 0
     }));
     drop(lento);
     assert!(server.wait_exit(Duration::from_secs(10)).success());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -21,9 +21,23 @@ use charla::store::sqlite::SyncMode;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Address to listen on; port 0 picks a free port (shown at start).
+    /// A tool instead of the server.
+    #[command(subcommand)]
+    tool: Option<Tool>,
+    /// Address to listen on in plain text; port 0 picks a free port (shown
+    /// at start); `none` for no plain listener (with --tls-addr).
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
+    /// Also listen here for the same protocol inside TLS 1.2 or 1.3 (needs
+    /// --tls-cert and --tls-key).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_addr: Option<String>,
+    /// The server's certificate chain, PEM (for --tls-addr).
+    #[arg(long, requires = "tls_addr")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (for --tls-addr).
+    #[arg(long, requires = "tls_addr")]
+    tls_key: Option<PathBuf>,
     /// The database: an SQLite file, created with its tables on first start,
     /// or `postgres://USER@HOST:PORT/DBNAME` (or `postgresql://`) to be one
     /// node of a cluster sharing that PostgreSQL database (docs/CLUSTER.md).
@@ -100,6 +114,74 @@ struct Args {
     rooms_created_per_hour: u32,
 }
 
+/// Tools that run instead of the server.
+#[derive(Subcommand, Debug)]
+enum Tool {
+    /// Writes a self-signed certificate and key for --tls-cert/--tls-key,
+    /// valid for the host names and IP addresses given, and prints its
+    /// SHA-256 fingerprint to hand out. Clients then trust it with
+    /// `charla --tls --ca CERT`.
+    Certificate {
+        /// A host name or IP address clients will use (repeatable).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Where to write the certificate.
+        #[arg(long, default_value = "charla-cert.pem")]
+        cert: PathBuf,
+        /// Where to write the private key (readable by its owner only).
+        #[arg(long, default_value = "charla-key.pem")]
+        key: PathBuf,
+        /// Days it is valid.
+        #[arg(long, default_value_t = 825, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Writes the certificate and key of `charla-server certificate`.
+fn certificate(names: &[String], cert: &std::path::Path, key: &std::path::Path, days: u32, force: bool) -> ExitCode {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    for path in [cert, key] {
+        if path.exists() && !force {
+            eprintln!("charla-server: {} exists; use --force to replace it", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let made = match charla::net::tls::self_signed(names, days) {
+        Ok(made) => made,
+        Err(e) => {
+            eprintln!("charla-server: cannot make the certificate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let write = |path: &std::path::Path, text: &str, mode: u32| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+    };
+    if let Err(e) = write(key, &made.key, 0o600).and_then(|()| write(cert, &made.certificate, 0o644)) {
+        eprintln!("charla-server: cannot write the certificate or key: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!("certificate: {} (for {})", cert.display(), names.join(", "));
+    println!("private key: {} (keep it secret)", key.display());
+    println!("SHA-256 fingerprint: {}", made.fingerprint);
+    println!(
+        "start the server with --tls-addr HOST:PORT --tls-cert {} --tls-key {}; clients: charla --tls --ca {} --server {}:PORT",
+        cert.display(),
+        key.display(),
+        cert.display(),
+        names.first().map_or("HOST", String::as_str)
+    );
+    ExitCode::SUCCESS
+}
+
 /// A rate that is a finite number of at least 0.
 fn non_negative(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -110,6 +192,16 @@ fn non_negative(text: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Tool::Certificate {
+        names,
+        cert,
+        key,
+        days,
+        force,
+    }) = &args.tool
+    {
+        return certificate(names, cert, key, *days, *force);
+    }
     if let Err(e) = charla::logging::init("info", args.log_file.as_deref()) {
         eprintln!(
             "charla-server: cannot open the log file {}: {e}",
@@ -121,12 +213,39 @@ fn main() -> ExitCode {
         eprintln!("charla-server: --node must be 1 to 64 characters of A-Z a-z 0-9 _ -");
         return ExitCode::FAILURE;
     }
-    let listener = match TcpListener::bind(&args.addr) {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("charla-server: cannot listen on {}: {e}", args.addr);
+    let plain = if args.addr == "none" {
+        if args.tls_addr.is_none() {
+            eprintln!("charla-server: --addr none needs --tls-addr: there would be nothing to listen on");
             return ExitCode::FAILURE;
         }
+        None
+    } else {
+        match TcpListener::bind(&args.addr) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("charla-server: cannot listen on {}: {e}", args.addr);
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let tls = match (&args.tls_addr, &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let config = match charla::net::tls::server_config(cert, key) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("charla-server: TLS: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match TcpListener::bind(addr) {
+                Ok(listener) => Some((listener, config)),
+                Err(e) => {
+                    eprintln!("charla-server: cannot listen on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
     };
     let health = match &args.health_addr {
         None => None,
@@ -179,20 +298,25 @@ fn main() -> ExitCode {
     if let Some(Ok(addr)) = health.as_ref().map(TcpListener::local_addr) {
         let _ = writeln!(stdout, "Salud en http://{addr}/health");
     }
-    match listener.local_addr() {
-        Ok(addr) => {
-            let _ = writeln!(stdout, "Servidor escuchando en {addr}");
-            let _ = stdout.flush();
-        }
-        Err(e) => {
-            eprintln!("charla-server: cannot read the listening address: {e}");
-            return ExitCode::FAILURE;
+    // The plain listener's line comes last, when there is one: scripts that
+    // wait for it then know every address.
+    let announced = [
+        tls.as_ref().map(|(l, _)| (l, " (TLS)")),
+        plain.as_ref().map(|l| (l, "")),
+    ];
+    for (listener, kind) in announced.into_iter().flatten() {
+        match listener.local_addr() {
+            Ok(addr) => {
+                let _ = writeln!(stdout, "Servidor escuchando en {addr}{kind}");
+            }
+            Err(e) => {
+                eprintln!("charla-server: cannot read the listening address: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
-    let listeners = Listeners {
-        plain: Some(listener),
-        health,
-    };
+    let _ = stdout.flush();
+    let listeners = Listeners { plain, tls, health };
     match server.run(listeners) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -397,7 +397,14 @@ impl Outbox {
             item.slices(&mut slices);
             let total = item.len();
             match self.transport.send_now(&slices) {
-                Ok(n) if n >= total => return true,
+                Ok(n) if n >= total => {
+                    // Taken whole; a transport that holds some of it gets a
+                    // writer to push it out.
+                    if self.transport.pending() {
+                        self.start_writer(queue);
+                    }
+                    return true;
+                }
                 Ok(n) => {
                     if n > 0 {
                         queue.mid_line = !ends_line(&slices, n);
@@ -473,10 +480,14 @@ impl Outbox {
 
     /// Writes what is queued and closes the connection: waits until the
     /// writer is done, or [`LINGER`] passes for a peer that does not read.
-    pub fn finish(&self) {
+    pub fn finish(self: &Arc<Self>) {
         let deadline = Instant::now() + LINGER;
         let mut queue = self.lock();
         queue.finishing = true;
+        if !queue.writer && !queue.closed && self.transport.pending() {
+            // The writer pushes out what the transport holds, then closes.
+            self.start_writer(&mut queue);
+        }
         if !queue.writer && !queue.closed {
             queue.closed = true;
             self.transport.shutdown(Shutdown::Write);
@@ -570,6 +581,25 @@ impl Outbox {
                 self.say_bye_and_close(&mut queue);
                 break;
             }
+            if queue.items.is_empty() && self.transport.pending() {
+                let finishing = queue.finishing;
+                drop(queue);
+                let flushed = self.flush_pending(finishing);
+                queue = self.lock();
+                if let Err(e) = flushed {
+                    log::debug!("connection {}: write failed: {e}", self.id);
+                    if self.is_cut() {
+                        self.say_bye_and_close(&mut queue);
+                    } else {
+                        let _ = self
+                            .state
+                            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire);
+                        self.close_now(&mut queue);
+                    }
+                    break;
+                }
+                continue;
+            }
             if queue.items.is_empty() {
                 if queue.finishing {
                     queue.closed = true;
@@ -636,6 +666,33 @@ impl Outbox {
                     *mid_line = !ends_line(rest, n);
                     IoSlice::advance_slices(&mut rest, n);
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if self.is_cut() {
+                        return Err(io::Error::other("cut off as a slow consumer"));
+                    }
+                    if finishing || self.is_closing() {
+                        let since = *closing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > LINGER {
+                            return Err(io::Error::other("peer did not read before closing"));
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Outbox {
+    /// Pushes out what the transport holds, retrying through send
+    /// timeouts like [`Outbox::write_all`].
+    fn flush_pending(&self, finishing: bool) -> io::Result<()> {
+        let mut closing_since: Option<Instant> = None;
+        while self.transport.pending() {
+            match self.transport.flush() {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if self.is_cut() {

@@ -3,8 +3,9 @@
 //!
 //! The outbox's fast path needs a send that never blocks, and its writer
 //! thread a send that blocks only for a bounded time, so it can notice a
-//! session being cut off or closed; both are part of the trait. The session
-//! needs reads with a timeout, for the login deadline.
+//! session being cut off or closed; both are part of the trait, with
+//! `pending`/`flush` for transports that hold bytes they took (TLS). The
+//! session needs reads with a timeout, for the login deadline.
 
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
@@ -44,6 +45,23 @@ pub trait Transport: Send + Sync {
     /// Shuts down reading, writing or both. Never fails: a connection that
     /// is already gone is shut.
     fn shutdown(&self, how: Shutdown);
+
+    /// Whether bytes the transport took earlier are not on the wire yet (a
+    /// TLS transport encrypts what it takes and may hold the result while
+    /// the peer's window is full). The outbox keeps its writer running
+    /// until this is false.
+    fn pending(&self) -> bool {
+        false
+    }
+
+    /// Writes pending bytes, blocking at most for the write poll interval.
+    ///
+    /// # Errors
+    /// `WouldBlock` or `TimedOut` when the interval passed with bytes
+    /// still pending, or the transport's error.
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An in-memory transport for tests of the core without sockets: the test

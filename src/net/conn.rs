@@ -23,6 +23,7 @@ use crate::proto::charla::{self, CharlaCodec};
 use crate::proto::frame::{self, Frame, LineReader};
 
 use super::tcp::TcpTransport;
+use super::tls::TlsTransport;
 
 /// The transport as the connection reads it. While the login deadline is
 /// set, every read waits at most until the deadline and fails with
@@ -58,6 +59,23 @@ pub fn run(stream: TcpStream, peer: SocketAddr, id: ConnectionId, accepted: Inst
     match TcpTransport::new(stream) {
         Ok(transport) => serve(Arc::new(transport), peer, id, accepted, core),
         Err(e) => log::error!("connection {id} from {peer}: cannot set up its output: {e}"),
+    }
+}
+
+/// Serves one accepted TCP connection inside TLS with `config`, as
+/// [`run`] does in plain text. The handshake happens as the connection
+/// reads its first line, within the same login deadline.
+pub fn run_tls(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    peer: SocketAddr,
+    id: ConnectionId,
+    accepted: Instant,
+    core: &Core,
+) {
+    match TlsTransport::server(stream, config) {
+        Ok(transport) => serve(Arc::new(transport), peer, id, accepted, core),
+        Err(e) => log::error!("connection {id} from {peer}: cannot set up TLS: {e}"),
     }
 }
 

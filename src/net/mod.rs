@@ -4,7 +4,7 @@
 //! - [`server`]: the accept loop, the connection limits, the orderly stop.
 //! - [`conn`]: one connection of charla's line protocol, from `HELLO` to
 //!   close.
-//! - [`tcp`]: plain TCP as the core's transport.
+//! - [`tcp`]: plain TCP as the core's transport; [`tls`]: TLS (rustls).
 //! - [`proxy`]: the PROXY protocol header of a trusted load balancer.
 //! - [`health`]: `/health` for balancers and operators.
 
@@ -13,3 +13,4 @@ pub mod health;
 pub mod proxy;
 pub mod server;
 pub mod tcp;
+pub mod tls;

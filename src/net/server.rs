@@ -41,8 +41,20 @@ const STOP_GRACE: Duration = Duration::from_secs(8);
 pub struct Listeners {
     /// charla's line protocol in plain text (`--addr`).
     pub plain: Option<TcpListener>,
+    /// charla's line protocol inside TLS (`--tls-addr`), with the server's
+    /// certificate.
+    pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     /// `/health` (`--health-addr`).
     pub health: Option<TcpListener>,
+}
+
+/// What a listener's connections speak.
+#[derive(Clone)]
+enum Front {
+    /// charla's line protocol in plain text.
+    Plain,
+    /// charla's line protocol inside TLS.
+    Tls(Arc<rustls::ServerConfig>),
 }
 
 /// A server ready to serve.
@@ -187,7 +199,10 @@ impl Server {
         let next_id = Arc::new(AtomicU64::new(1));
         let mut accepting = Vec::new();
         if let Some(plain) = listeners.plain {
-            accepting.push(spawn_accept(plain, &core, &live, &next_id)?);
+            accepting.push(spawn_accept(plain, Front::Plain, &core, &live, &next_id)?);
+        }
+        if let Some((tls, config)) = listeners.tls {
+            accepting.push(spawn_accept(tls, Front::Tls(config), &core, &live, &next_id)?);
         }
         core.shutdown.wait();
         self.threads.leaving();
@@ -211,6 +226,7 @@ impl Server {
 /// shutdown.
 fn spawn_accept(
     listener: TcpListener,
+    front: Front,
     core: &Arc<Core>,
     live: &Arc<Live>,
     next_id: &Arc<AtomicU64>,
@@ -219,12 +235,12 @@ fn spawn_accept(
     let (core, live, next_id) = (Arc::clone(core), Arc::clone(live), Arc::clone(next_id));
     let accept = thread::Builder::new()
         .name("accept".into())
-        .spawn(move || accept_loop(&listener, &core, &live, &next_id))?;
+        .spawn(move || accept_loop(&listener, &front, &core, &live, &next_id))?;
     Ok((accept, waker))
 }
 
 /// Accepts connections until the shutdown is triggered.
-fn accept_loop(listener: &TcpListener, core: &Arc<Core>, live: &Arc<Live>, next_id: &AtomicU64) {
+fn accept_loop(listener: &TcpListener, front: &Front, core: &Arc<Core>, live: &Arc<Live>, next_id: &AtomicU64) {
     for stream in listener.incoming() {
         if core.shutdown.is_triggered() {
             break;
@@ -242,18 +258,22 @@ fn accept_loop(listener: &TcpListener, core: &Arc<Core>, live: &Arc<Live>, next_
         let accepted = Instant::now();
         if !live.try_add(core.config.max_clients) {
             log::warn!("connection refused: server full");
-            refuse_full(&stream);
+            // Inside TLS a BYE needs a handshake, which is not worth a
+            // thread when the server is full: the connection just closes.
+            if let Front::Plain = front {
+                refuse_full(&stream);
+            }
             continue;
         }
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let guard = LiveGuard(Arc::clone(live));
-        let (core, live) = (Arc::clone(core), Arc::clone(live));
+        let (core, live, front) = (Arc::clone(core), Arc::clone(live), front.clone());
         let spawned = thread::Builder::new()
             .name(format!("session-{id}"))
             .stack_size(SESSION_STACK)
             .spawn(move || {
                 let _guard = guard;
-                connection(stream, id, accepted, &core, &live);
+                connection(stream, front, id, accepted, &core, &live);
             });
         if let Err(e) = spawned {
             // The closure (and with it the stream and the guard) was
@@ -266,7 +286,7 @@ fn accept_loop(listener: &TcpListener, core: &Arc<Core>, live: &Arc<Live>, next_
 /// One accepted connection, on its own thread: the client's address (from
 /// a trusted balancer's PROXY header), the per-address limit, then the
 /// protocol.
-fn connection(stream: TcpStream, id: u64, accepted: Instant, core: &Core, live: &Arc<Live>) {
+fn connection(stream: TcpStream, front: Front, id: u64, accepted: Instant, core: &Core, live: &Arc<Live>) {
     let peer = match stream.peer_addr() {
         Ok(peer) => peer,
         Err(e) => {
@@ -289,14 +309,20 @@ fn connection(stream: TcpStream, id: u64, accepted: Instant, core: &Core, live: 
     let _address_guard = if core.limits.applies_to(client.ip()) {
         if !live.try_add_address(client.ip(), core.limits.config.connections_per_address) {
             log::warn!("connection refused: too many connections from {}", client.ip());
-            refuse_full(&stream);
+            match front {
+                Front::Plain => refuse_full(&stream),
+                Front::Tls(config) => refuse_full_tls(stream, config, accepted),
+            }
             return;
         }
         Some(AddressGuard(Arc::clone(live), client.ip()))
     } else {
         None
     };
-    conn::run(stream, client, id, accepted, core);
+    match front {
+        Front::Plain => conn::run(stream, client, id, accepted, core),
+        Front::Tls(config) => conn::run_tls(stream, config, client, id, accepted, core),
+    }
 }
 
 /// Answers a connection over a limit with `BYE server-full` and closes it.
@@ -307,6 +333,23 @@ fn refuse_full(stream: &TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = (&*stream).write_all(&bye);
     let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// `BYE server-full` inside TLS: the handshake first (bounded), then the
+/// line, then the close.
+fn refuse_full_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, accepted: Instant) {
+    use crate::core::transport::Transport as _;
+    let Ok(transport) = super::tls::TlsTransport::server(stream, config) else {
+        return;
+    };
+    if transport.complete_handshake(accepted + Duration::from_secs(5)).is_err() {
+        return;
+    }
+    let mut bye = Vec::new();
+    CharlaCodec.event(&Event::Bye(ErrorCode::ServerFull), &mut bye);
+    let _ = transport.send(&[std::io::IoSlice::new(&bye)]);
+    let _ = transport.flush();
+    transport.shutdown(std::net::Shutdown::Write);
 }
 
 /// Starts the thread that wakes an accept loop once shutdown is triggered,

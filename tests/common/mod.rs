@@ -25,6 +25,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where it serves `/health`, when started with `--health-addr`.
     pub health: Option<SocketAddr>,
+    /// Where it listens inside TLS, when started with `--tls-addr`.
+    pub tls: Option<SocketAddr>,
     /// Holds the database (and the server's stderr log) until dropped.
     pub dir: tempfile::TempDir,
     /// The database file.
@@ -90,6 +92,8 @@ impl TestServer {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout);
         let mut health = None;
+        let mut tls = None;
+        let plain = !args.windows(2).any(|w| w == ["--addr", "none"]);
         let first = loop {
             let mut line = String::new();
             if lines.read_line(&mut line).expect("the startup lines") == 0 {
@@ -99,6 +103,13 @@ impl TestServer {
             if let Some(url) = line.trim().strip_prefix("Salud en http://") {
                 health = url.trim_end_matches("/health").parse().ok();
                 continue;
+            }
+            if let Some(listening) = line.trim().strip_suffix(" (TLS)") {
+                tls = listening.rsplit(' ').next().and_then(|a| a.parse().ok());
+                if plain {
+                    continue;
+                }
+                break listening.to_string();
             }
             break line;
         };
@@ -114,6 +125,7 @@ impl TestServer {
             child,
             addr,
             health,
+            tls,
             dir,
             db,
         }
