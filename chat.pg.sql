@@ -72,11 +72,14 @@ CREATE INDEX IF NOT EXISTS messages_from ON messages (user_id, to_user, id) WHER
 -- from the same counter as messages.
 CREATE TABLE IF NOT EXISTS events (
     id      bigint PRIMARY KEY,
-    kind    text   NOT NULL CHECK (kind IN ('join', 'part', 'online', 'offline')),
+    kind    text   NOT NULL CHECK (kind IN ('join', 'part', 'online', 'offline', 'relay')),
     user_id bigint NOT NULL REFERENCES users(id),
     room_id bigint REFERENCES rooms(id),
     node    text,
-    conn    bigint
+    conn    bigint,
+    -- For 'relay': "FILEID TICKET HOST:PORT", for the session (node, conn)
+    -- that offers the file.
+    note    text
 );
 
 -- The nodes: a node is live while it is not stopped and has shown itself
@@ -98,6 +101,20 @@ CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (instance, conn)
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+
+-- Files offered for sharing: they live as long as the offering session.
+CREATE TABLE IF NOT EXISTS offers (
+    id       text   PRIMARY KEY,
+    instance text   NOT NULL,
+    conn     bigint NOT NULL,
+    owner_id bigint NOT NULL REFERENCES users(id),
+    size     bigint NOT NULL,
+    sha256   text   NOT NULL,
+    name     text   NOT NULL,
+    key      text   NOT NULL,
+    endpoint text
+);
+CREATE INDEX IF NOT EXISTS offers_session ON offers (instance, conn);
 
 -- Stores a batch of messages in one statement: locks the counter row, takes
 -- one id per message, inserts them in order. A tag the account already used
@@ -229,6 +246,7 @@ DECLARE
     v_count integer := 0;
 BEGIN
     PERFORM 1 FROM charla_meta WHERE id = 1 FOR UPDATE;
+    DELETE FROM offers o WHERE o.instance = p_instance AND (p_conn IS NULL OR o.conn = p_conn);
     FOR v_user IN
         DELETE FROM sessions s WHERE s.instance = p_instance AND (p_conn IS NULL OR s.conn = p_conn)
         RETURNING s.user_id
@@ -242,6 +260,21 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
+-- Tells one session on one node (through that node's tail) to bring a file
+-- to the relay.
+CREATE OR REPLACE FUNCTION charla_notify_relay(p_instance text, p_conn bigint, p_user bigint, p_note text)
+RETURNS bigint AS $$
+#variable_conflict use_column
+DECLARE
+    v_id bigint;
+BEGIN
+    UPDATE charla_meta AS m SET last_id = m.last_id + 1 WHERE m.id = 1 RETURNING m.last_id INTO v_id;
+    INSERT INTO events (id, kind, user_id, node, conn, note) VALUES (v_id, 'relay', p_user, p_instance, p_conn, p_note);
+    PERFORM pg_notify('charla_log', '');
+    RETURN v_id;
+END;
+$$ LANGUAGE plpgsql;
+
 -- Ends the sessions of every instance that is not a live node (a node that
 -- died, or whose name a restarted node took over). Any node may call it.
 CREATE OR REPLACE FUNCTION charla_reap(p_dead_after interval)
@@ -252,8 +285,11 @@ DECLARE
     v_count integer := 0;
 BEGIN
     FOR v_instance IN
-        SELECT DISTINCT s.instance FROM sessions s WHERE NOT EXISTS (
+        SELECT s.instance FROM sessions s WHERE NOT EXISTS (
             SELECT 1 FROM nodes n WHERE n.instance = s.instance AND NOT n.stopped AND n.seen_at > now() - p_dead_after)
+        UNION
+        SELECT o.instance FROM offers o WHERE NOT EXISTS (
+            SELECT 1 FROM nodes n WHERE n.instance = o.instance AND NOT n.stopped AND n.seen_at > now() - p_dead_after)
     LOOP
         v_count := v_count + charla_sessions_end(v_instance, NULL);
     END LOOP;

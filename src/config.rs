@@ -42,6 +42,38 @@ pub struct Config {
     pub node: String,
     /// The abuse limits.
     pub limits: LimitsConfig,
+    /// File sharing.
+    pub files: FilesConfig,
+}
+
+/// File sharing's settings (PROTOCOL.md 11).
+#[derive(Clone, Debug)]
+pub struct FilesConfig {
+    /// The largest size `SHARE` accepts, in bytes.
+    pub max_file_size: u64,
+    /// Where the relay listens, once bound (`None`: no relay; offers of
+    /// clients without an endpoint cannot be fetched).
+    pub relay: Option<SocketAddr>,
+    /// The relay's address as clients must be told it, when it is not the
+    /// address it is bound to (behind NAT or a balancer).
+    pub relay_announce: Option<String>,
+    /// Relayed transfers an account may have at once, as the fetcher.
+    pub relay_per_account: usize,
+    /// Bytes per second an account's relayed transfers may take together
+    /// (0: no limit).
+    pub relay_rate: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> FilesConfig {
+        FilesConfig {
+            max_file_size: 1 << 32,
+            relay: None,
+            relay_announce: None,
+            relay_per_account: 4,
+            relay_rate: 20 * 1024 * 1024,
+        }
+    }
 }
 
 impl Default for Config {
@@ -59,6 +91,7 @@ impl Default for Config {
             sync: SyncMode::Normal,
             node: "node-1".to_string(),
             limits: LimitsConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }

@@ -472,3 +472,96 @@ fn health_says_what_the_node_knows_and_turns_503_when_it_stops() {
         .contains("n1")));
     assert!(n1.wait_exit(Duration::from_secs(10)).success());
 }
+
+/// Reads a `FILES` reply: the `FILE` lines and the `OK FILES` line.
+fn files(client: &mut Client, query: &str) -> (Vec<String>, String) {
+    client.send(format!("FILES {query}").trim_end());
+    let (ok, before) = until(client, |l| l.starts_with("OK FILES ") || l.starts_with("ERR "));
+    (before.into_iter().filter(|l| l.starts_with("FILE ")).collect(), ok)
+}
+
+#[test]
+fn offers_are_one_index_across_nodes_relayed_through_the_fetchers_node_and_gone_within_5_s_of_a_node_dying() {
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let pg = Postgres::start();
+    let url = pg.database("chat");
+    let mut n1 = node(&url, "n1", &[]);
+    let n2 = node(&url, "n2", &[]);
+    let mut ana = registered(&n1, "ana");
+    let mut bea = registered(&n2, "bea");
+    until(&mut ana, |l| l == "JOIN bea");
+    // A direct offer and a relayed one, both made on node 1.
+    ana.send("ENDPOINT 127.0.0.1:45678");
+    let (endpoint_ok, _) = until(&mut ana, |l| l.starts_with("OK ENDPOINT "));
+    let key = endpoint_ok.rsplit(' ').next().expect("the key").to_string();
+    ana.send(&format!("SHARE 4 {SHA} directo.txt"));
+    let (shared, _) = until(&mut ana, |l| l.starts_with("OK SHARE "));
+    let direct = shared["OK SHARE ".len()..].to_string();
+    let mut relayed_owner = n1.connect();
+    relayed_owner.login("ana", "secreto123");
+    relayed_owner.send(&format!("SHARE 4 {SHA} relé.txt"));
+    let (shared, _) = until(&mut relayed_owner, |l| l.starts_with("OK SHARE "));
+    let relayed = shared["OK SHARE ".len()..].to_string();
+    // Node 2 lists and fetches them.
+    let (listed, ok) = files(&mut bea, "");
+    assert_eq!(ok, "OK FILES 2", "{listed:?}");
+    assert_eq!(
+        listed,
+        [
+            format!("FILE {direct} 4 {SHA} ana directo.txt"),
+            format!("FILE {relayed} 4 {SHA} ana relé.txt")
+        ]
+    );
+    bea.send(&format!("FETCH {direct}"));
+    let (reply, _) = until(&mut bea, |l| l.starts_with("OK FETCH ") || l.starts_with("ERR "));
+    let words: Vec<&str> = reply.split(' ').collect();
+    assert_eq!((words.len(), words[4]), (5, "127.0.0.1:45678"), "{reply}");
+    let now = charla::core::journal::now_ms();
+    assert!(charla::core::files::check(&key, &direct, words[3], now, 0).is_ok());
+    // The relayed one: the ticket is for node 2's relay, and the owner on
+    // node 1 is invited there.
+    bea.send(&format!("FETCH {relayed}"));
+    let (reply, _) = until(&mut bea, |l| l.starts_with("OK FETCH ") || l.starts_with("ERR "));
+    let words: Vec<String> = reply.split(' ').map(str::to_string).collect();
+    assert_eq!(words.len(), 5, "{reply}");
+    let (ticket, relay) = (&words[3], &words[4]);
+    relayed_owner.set_timeout(Duration::from_secs(5));
+    let (invite, _) = until(&mut relayed_owner, |l| l.starts_with("RELAY "));
+    assert_eq!(invite, format!("RELAY {relayed} {ticket} {relay}"));
+    let mut getter = std::net::TcpStream::connect(relay.as_str()).expect("node 2's relay");
+    let mut putter = std::net::TcpStream::connect(relay.as_str()).expect("node 2's relay");
+    use std::io::{Read, Write};
+    getter.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    getter
+        .write_all(format!("GET {relayed} {ticket}\n").as_bytes())
+        .expect("GET");
+    putter
+        .write_all(format!("PUT {relayed} {ticket}\n").as_bytes())
+        .expect("PUT");
+    putter
+        .write_all(format!("OK 4 {SHA}\ntest").as_bytes())
+        .expect("the file");
+    putter.shutdown(std::net::Shutdown::Write).expect("end");
+    let mut received = String::new();
+    getter.read_to_string(&mut received).expect("through the relay");
+    assert_eq!(received, format!("OK\nOK 4 {SHA}\ntest"));
+    // Another node's session of the same account may withdraw an offer;
+    // another account may not.
+    let mut ana_on_2 = n2.connect();
+    ana_on_2.login("ana", "secreto123");
+    bea.send(&format!("UNSHARE {direct}"));
+    until(&mut bea, |l| l.starts_with("ERR UNSHARE forbidden"));
+    ana_on_2.send(&format!("UNSHARE {direct}"));
+    until(&mut ana_on_2, |l| l == format!("OK UNSHARE {direct}"));
+    // Node 1 dies: its offers are gone from node 2's index within 5 s.
+    n1.kill9();
+    let died = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || files(&mut bea, "").1 == "OK FILES 0"),
+        "node 1's offers outlived it: {:?}",
+        files(&mut bea, "")
+    );
+    assert!(died.elapsed() <= Duration::from_secs(5));
+    bea.send(&format!("FETCH {relayed}"));
+    until(&mut bea, |l| l.starts_with("ERR FETCH no-such-file"));
+}

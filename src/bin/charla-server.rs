@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use charla::config::{Config, LimitsConfig};
+use charla::config::{Config, FilesConfig, LimitsConfig};
 use charla::net::server::{Listeners, Server};
 use charla::shutdown::Shutdown;
 use charla::store::sqlite::SyncMode;
@@ -104,6 +104,24 @@ struct Args {
     /// default, so local scripts and benchmarks are not throttled).
     #[arg(long)]
     limit_loopback: bool,
+    /// Where the file relay listens (for clients that cannot reach each
+    /// other); `auto`: the --addr (or --tls-addr) host, a free port.
+    #[arg(long, default_value = "auto")]
+    relay_addr: String,
+    /// The relay's address as clients are told it, when it is not the
+    /// address it listens on (behind NAT or a balancer).
+    #[arg(long)]
+    relay_announce: Option<String>,
+    /// The largest file that may be shared, in bytes (default 4 GiB).
+    #[arg(long, default_value_t = 1 << 32, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    max_file_size: u64,
+    /// Relayed transfers an account may fetch at once (0: no limit).
+    #[arg(long, default_value_t = 4)]
+    relay_per_account: usize,
+    /// Bytes per second an account's relayed transfers may take together
+    /// (0: no limit).
+    #[arg(long, default_value_t = 20 * 1024 * 1024)]
+    relay_rate: u64,
     /// Rooms an account may be in besides #general; a JOIN past it is
     /// `limit-reached` (0: no limit).
     #[arg(long, default_value_t = 100)]
@@ -247,6 +265,31 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
+    let relay_addr = match args.relay_addr.as_str() {
+        "auto" => {
+            let host = plain
+                .as_ref()
+                .or(tls.as_ref().map(|(l, _)| l))
+                .and_then(|l| l.local_addr().ok())
+                .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+            std::net::SocketAddr::new(host, 0).to_string()
+        }
+        addr => addr.to_string(),
+    };
+    let relay = match TcpListener::bind(&relay_addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("charla-server: cannot listen for the file relay on {relay_addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let relay_bound = match relay.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("charla-server: cannot read the relay's address: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let health = match &args.health_addr {
         None => None,
         Some(addr) => match TcpListener::bind(addr) {
@@ -276,6 +319,13 @@ fn main() -> ExitCode {
             limit_loopback: args.limit_loopback,
             max_rooms_per_account: args.max_rooms_per_account,
             rooms_created_per_hour: args.rooms_created_per_hour,
+        },
+        files: FilesConfig {
+            max_file_size: args.max_file_size,
+            relay: Some(relay_bound),
+            relay_announce: args.relay_announce,
+            relay_per_account: args.relay_per_account,
+            relay_rate: args.relay_rate,
         },
         ..Config::default()
     };
@@ -316,7 +366,12 @@ fn main() -> ExitCode {
         }
     }
     let _ = stdout.flush();
-    let listeners = Listeners { plain, tls, health };
+    let listeners = Listeners {
+        plain,
+        tls,
+        health,
+        relay: Some(relay),
+    };
     match server.run(listeners) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

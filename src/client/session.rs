@@ -795,6 +795,9 @@ impl<'c> Session<'c> {
                 self.closing = Some((code, text, Instant::now() + BYE_GRACE));
                 Ok(None)
             }
+            // File sharing (PROTOCOL.md 11): this client shares nothing yet,
+            // so it is never sent these.
+            ServerLine::File { .. } | ServerLine::Relay { .. } => Ok(None),
             ServerLine::User { .. } | ServerLine::Room { .. } | ServerLine::Hello { .. } => {
                 self.say(Text::IgnoredServerLine);
                 Ok(None)

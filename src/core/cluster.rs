@@ -191,6 +191,14 @@ impl ClusterFeed {
                     },
                     origin,
                 },
+                Logged::Relay { file, ticket, addr } => match &row.origin {
+                    Some((instance, conn)) if *instance == self.instance => Entry::Notice {
+                        to: *conn,
+                        event: Event::Relay { file, ticket, addr },
+                    },
+                    // Another node's session: not ours to tell.
+                    _ => continue,
+                },
                 Logged::Presence { username, online, .. } => {
                     let username = Arc::from(username);
                     Entry::Presence(PresenceChange {

@@ -48,8 +48,13 @@ pub enum ErrorCode {
     NotMember,
     /// Something nobody may do (`PART #general`).
     Forbidden,
-    /// JOIN past the account's room limits.
+    /// JOIN past the account's room limits, or SHARE past the offers a
+    /// session may hold.
     LimitReached,
+    /// A SHARE that breaks PROTOCOL.md 11's rules.
+    InvalidFile,
+    /// An id that is not a live offer.
+    NoSuchFile,
     /// LOGIN failed, whatever the cause.
     BadCredentials,
     /// Too many attempts or messages; retry later.
@@ -83,7 +88,7 @@ pub enum ErrorLevel {
 
 impl ErrorCode {
     /// Every code, for parsing and for tests that walk the whole table.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadRequest,
         ErrorCode::LineTooLong,
         ErrorCode::BadEncoding,
@@ -100,6 +105,8 @@ impl ErrorCode {
         ErrorCode::NotMember,
         ErrorCode::Forbidden,
         ErrorCode::LimitReached,
+        ErrorCode::InvalidFile,
+        ErrorCode::NoSuchFile,
         ErrorCode::BadCredentials,
         ErrorCode::RateLimited,
         ErrorCode::ServerFull,
@@ -129,6 +136,8 @@ impl ErrorCode {
             ErrorCode::NotMember => "not-member",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::LimitReached => "limit-reached",
+            ErrorCode::InvalidFile => "invalid-file",
+            ErrorCode::NoSuchFile => "no-such-file",
             ErrorCode::BadCredentials => "bad-credentials",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::ServerFull => "server-full",
@@ -159,7 +168,9 @@ impl ErrorCode {
             ErrorCode::NoSuchUser => "no such user",
             ErrorCode::NotMember => "you are not a member of that room",
             ErrorCode::Forbidden => "that is not allowed",
-            ErrorCode::LimitReached => "room limit reached",
+            ErrorCode::LimitReached => "room or offer limit reached",
+            ErrorCode::InvalidFile => "size, SHA-256 or file name breaks the sharing rules",
+            ErrorCode::NoSuchFile => "no such file is offered",
             ErrorCode::BadCredentials => "wrong username or password",
             ErrorCode::RateLimited => "too many attempts, retry later",
             ErrorCode::ServerFull => "too many connections",

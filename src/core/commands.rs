@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::code::ErrorCode;
 use super::event::{Message, Target};
+use super::files;
 use super::journal::{self, SayOp};
 use super::registry::Login;
 use super::reply::{Answer, Reply, ReplyTo};
@@ -62,6 +63,9 @@ pub enum Shape {
         /// Words before the text.
         words: usize,
     },
+    /// Optional free text (`FILES [QUERY]`): nothing after the name, or
+    /// any text after its space.
+    OptionalText,
     /// Anything, ignored (`QUIT adiós`).
     Ignored,
 }
@@ -106,6 +110,7 @@ impl Shape {
         let mut args = Args::default();
         match self {
             Shape::Ignored => {}
+            Shape::OptionalText => args.text = rest,
             Shape::Words { min, max } => {
                 if let Some(rest) = rest {
                     for word in rest.split(' ') {
@@ -252,6 +257,46 @@ pub const COMMANDS: &[Command] = &[
         shape: Shape::Words { min: 0, max: 0 },
         pipelined: false,
         run: list_rooms,
+    },
+    Command {
+        name: "SHARE",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Text { words: 2 },
+        pipelined: false,
+        run: share,
+    },
+    Command {
+        name: "UNSHARE",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 1, max: 1 },
+        pipelined: false,
+        run: unshare,
+    },
+    Command {
+        name: "FILES",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::OptionalText,
+        pipelined: false,
+        run: list_files,
+    },
+    Command {
+        name: "FETCH",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 1, max: 1 },
+        pipelined: false,
+        run: fetch,
+    },
+    Command {
+        name: "ENDPOINT",
+        also: &[],
+        state: State::LoggedIn,
+        shape: Shape::Words { min: 1, max: 1 },
+        pipelined: false,
+        run: endpoint,
     },
     Command {
         name: "PING",
@@ -790,6 +835,151 @@ fn list_rooms(session: &mut Session<'_>, _: &ReplyTo, _: &Args<'_>) -> Ran {
     Ok(Outcome::Done(Answer::Rooms(listing)))
 }
 
+/// `SHARE SIZE SHA256 NAME`: offer a file from this session's machine
+/// (PROTOCOL.md 11). Its tickets are sealed with the session's key.
+fn share(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let core = session.core;
+    let size = files::share_size(args.word(0).unwrap_or(""), core.config.files.max_file_size)?;
+    let sha256 = files::sha256_hex(args.word(1).unwrap_or(""))?;
+    let name = files::file_name(args.text())?;
+    let (owner_id, owner) = {
+        let me = me(session)?;
+        (me.account_id, Arc::clone(&me.username))
+    };
+    let held = core
+        .offers
+        .count_of(session.id)
+        .map_err(|e| session.failed("share", &e))?;
+    if held >= files::MAX_OFFERS_PER_SESSION {
+        return Err(ErrorCode::LimitReached);
+    }
+    let id = format!("f{}", files::random_hex(8)?);
+    let key = session.ticket_key()?;
+    let offer = files::Offer {
+        id: id.clone(),
+        size,
+        sha256: sha256.to_string(),
+        name: name.to_string(),
+        owner_id,
+        owner,
+        key,
+        endpoint: core.offers.endpoint_of(session.id),
+        conn: session.id,
+        node: core.cluster.as_ref().map(|c| c.instance.clone()),
+    };
+    core.offers.add(offer).map_err(|e| session.failed("share", &e))?;
+    log::info!("connection {}: offers {name:?} as {id} ({size} bytes)", session.id);
+    Ok(Outcome::Done(Answer::Word(id)))
+}
+
+/// The offer `id` names, or `no-such-file`.
+fn live_offer(session: &Session<'_>, id: &str) -> Result<files::Offer, ErrorCode> {
+    if !validate::is_token(id) {
+        return Err(ErrorCode::BadRequest);
+    }
+    session
+        .core
+        .offers
+        .get(id)
+        .map_err(|e| session.failed("offer look-up", &e))?
+        .ok_or(ErrorCode::NoSuchFile)
+}
+
+/// `UNSHARE FILEID`: withdraw an offer of this account's.
+fn unshare(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let id = args.word(0).unwrap_or("");
+    let offer = live_offer(session, id)?;
+    if offer.owner_id != me(session)?.account_id {
+        return Err(ErrorCode::Forbidden);
+    }
+    session
+        .core
+        .offers
+        .remove(id)
+        .map_err(|e| session.failed("unshare", &e))?;
+    Ok(Outcome::Done(Answer::Word(id.to_string())))
+}
+
+/// `FILES [QUERY]`: the live offers whose name contains the query.
+fn list_files(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let query = args.text().trim_matches([' ', '\t']);
+    let found = session
+        .core
+        .offers
+        .search(query, files::MAX_LISTED)
+        .map_err(|e| session.failed("files", &e))?;
+    Ok(Outcome::Done(Answer::Files(found)))
+}
+
+/// `FETCH FILEID`: a single-use ticket and where to use it: the offering
+/// client's endpoint, or the relay (which the offering client is then
+/// invited to).
+fn fetch(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let id = args.word(0).unwrap_or("");
+    let offer = live_offer(session, id)?;
+    let fetcher = me(session)?.account_id;
+    let ticket = files::mint(&offer.key, &offer.id, fetcher, journal::now_ms())?;
+    let addr = match &offer.endpoint {
+        Some(endpoint) => endpoint.clone(),
+        None => {
+            let addr = relay_address(session).ok_or_else(|| {
+                log::error!("connection {}: a relayed fetch, but no relay listens", session.id);
+                ErrorCode::Internal
+            })?;
+            if !session.core.invite_to_relay(&offer, &ticket, &addr) {
+                return Err(ErrorCode::NoSuchFile);
+            }
+            addr
+        }
+    };
+    Ok(Outcome::Done(Answer::Fetch {
+        id: offer.id,
+        ticket,
+        addr,
+    }))
+}
+
+/// Where this session's client reaches the relay: as announced by the
+/// operator, else the relay's own address, with the address the client
+/// reached this server at when the relay listens on every address.
+fn relay_address(session: &Session<'_>) -> Option<String> {
+    let files = &session.core.config.files;
+    if let Some(announce) = &files.relay_announce {
+        return Some(announce.clone());
+    }
+    let relay = files.relay?;
+    if !relay.ip().is_unspecified() {
+        return Some(relay.to_string());
+    }
+    let ip = session.local.map_or(relay.ip(), |local| local.ip());
+    Some(std::net::SocketAddr::new(ip, relay.port()).to_string())
+}
+
+/// `ENDPOINT HOST:PORT` or `ENDPOINT NONE`: where this session's client
+/// serves its offers (`NONE`: it does not; fetches go through the relay).
+/// An endpoint is answered with the session's ticket key, which the client
+/// needs to check the tickets fetchers bring it.
+fn endpoint(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
+    let word = args.word(0).unwrap_or("");
+    let announced = if word.eq_ignore_ascii_case("NONE") {
+        None
+    } else {
+        Some(files::endpoint(word)?)
+    };
+    session
+        .core
+        .offers
+        .set_endpoint(session.id, announced)
+        .map_err(|e| session.failed("endpoint", &e))?;
+    Ok(Outcome::Done(match announced {
+        Some(addr) => Answer::Endpoint {
+            addr: addr.to_string(),
+            key: session.ticket_key()?,
+        },
+        None => Answer::Word("NONE".to_string()),
+    }))
+}
+
 /// `WHO [#ROOM]`: the accounts online, or a room's members online.
 fn who(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
     let core = session.core;
@@ -1042,11 +1232,11 @@ mod session_tests {
         let test = TestCore::start(|_| {});
         let codec = TestCodec::new(1);
         let ana_conn = TestConn::new(1, codec.clone(), ROOM, 1 << 20);
-        let mut ana = Session::new(&test.core, 1, peer(), ana_conn.outbox.clone());
+        let mut ana = Session::new(&test.core, 1, peer(), None, ana_conn.outbox.clone());
         run(&mut ana, "REGISTER ana s3cret-pass Ana María Ríos");
         assert_eq!(ana_conn.lines(1), ["OK REGISTER ana"]);
         let bea_conn = TestConn::new(2, codec, ROOM, 1 << 20);
-        let mut bea = Session::new(&test.core, 2, peer(), bea_conn.outbox.clone());
+        let mut bea = Session::new(&test.core, 2, peer(), None, bea_conn.outbox.clone());
         run(&mut bea, "REGISTER bea s3cret-pass Bea");
         assert_eq!(bea_conn.lines(1), ["OK REGISTER bea"]);
         assert_eq!(ana_conn.lines(1), ["JOIN bea"]);
@@ -1072,7 +1262,7 @@ mod session_tests {
     fn states_names_and_shapes_are_checked_in_order() {
         let test = TestCore::start(|_| {});
         let conn = TestConn::new(1, TestCodec::new(1), ROOM, 1 << 20);
-        let mut session = Session::new(&test.core, 1, peer(), conn.outbox.clone());
+        let mut session = Session::new(&test.core, 1, peer(), None, conn.outbox.clone());
         run(&mut session, "@a SAY hola");
         run(&mut session, "@b FROB");
         run(&mut session, "LOGIN ana");
@@ -1098,7 +1288,7 @@ mod session_tests {
             config.limits.msg_burst = 3;
         });
         let conn = TestConn::new(1, TestCodec::new(1), ROOM, 1 << 20);
-        let mut session = Session::new(&test.core, 1, peer(), conn.outbox.clone());
+        let mut session = Session::new(&test.core, 1, peer(), None, conn.outbox.clone());
         run(&mut session, "REGISTER ana secreto123 Ana");
         let lines = [
             "@a SAY uno",

@@ -68,6 +68,16 @@ pub enum Event {
         /// The account's username.
         user: Arc<str>,
     },
+    /// Somebody fetched one of this session's offers through the relay: the
+    /// offering client is to bring the file there, with the ticket.
+    Relay {
+        /// The offer's id.
+        file: String,
+        /// The fetcher's ticket.
+        ticket: String,
+        /// The relay, `HOST:PORT`.
+        addr: String,
+    },
     /// The server is about to close this connection, for this reason.
     Bye(ErrorCode),
 }

@@ -56,6 +56,8 @@ impl Fanout {
                 },
                 Entry::Presence(_) => None,
                 Entry::Membership { change, .. } => Some(self.rooms.apply(change)),
+                // Told directly, outside the batch.
+                Entry::Notice { .. } => Some(Vec::new()),
             })
             .collect()
     }
@@ -101,6 +103,7 @@ fn origin(entry: &Entry) -> ConnectionId {
     match entry {
         Entry::Message { origin, .. } | Entry::Membership { origin, .. } => *origin,
         Entry::Presence(change) => change.origin,
+        Entry::Notice { .. } => 0,
     }
 }
 
@@ -110,6 +113,11 @@ impl Subscriber for Fanout {
             return;
         }
         let started = Instant::now();
+        for entry in &batch.entries {
+            if let Entry::Notice { to, event } = entry {
+                self.registry.notify(*to, event);
+            }
+        }
         let audiences = self.audiences(batch);
         let for_everyone = audiences.iter().any(Option::is_none);
         let (targeted, touched) = self.targets(batch, &audiences);
@@ -153,6 +161,10 @@ fn encode(
     let mut lines = EncodedBatch::new(targeted);
     for (entry, audience) in batch.entries.iter().zip(audiences) {
         let event = match entry {
+            Entry::Notice { .. } => {
+                lines.append_targeted(|_| {});
+                continue;
+            }
             Entry::Message { message, .. } => Event::Message(Arc::clone(message)),
             Entry::Presence(change) => change.event.clone(),
             Entry::Membership { change, .. } => {

@@ -39,6 +39,14 @@ pub enum Entry {
     },
     /// A presence change.
     Presence(PresenceChange),
+    /// Something for one connection of this process alone (a relay
+    /// invitation from another node).
+    Notice {
+        /// The connection.
+        to: ConnectionId,
+        /// What it is told.
+        event: Event,
+    },
     /// An account joined or left a room.
     Membership {
         /// What changed.

@@ -529,6 +529,7 @@ mod tests {
                             change.username, change.joined, change.room.name
                         )
                     }
+                    Entry::Notice { to, event } => format!("{event:?} to {to}"),
                 });
             }
         }

@@ -20,6 +20,7 @@
 //! - [`session`]: one connection's state and the order of its replies.
 //! - [`registry`]: connections, sessions, presence.
 //! - [`rooms`]: which rooms exist and who is in them, as delivered.
+//! - [`files`]: offers of files to share, and their tickets.
 //! - [`journal`]: group commit and acknowledgement.
 //! - [`feed`]: committed batches on their way to delivery.
 //! - [`fanout`]: batches to sessions.
@@ -37,6 +38,7 @@ pub mod commands;
 pub mod event;
 pub mod fanout;
 pub mod feed;
+pub mod files;
 pub mod journal;
 pub mod limits;
 pub mod outbox;
@@ -108,6 +110,8 @@ pub struct Core {
     pub presence: Arc<dyn Presence>,
     /// Rooms and their members, as delivered.
     pub rooms: Arc<Rooms>,
+    /// For a cluster node: the other nodes' way in.
+    pub cluster: Option<ClusterLink>,
     /// Reads: accounts and history.
     pub store: Arc<dyn Store>,
     /// bcrypt, off the session threads' hot path.
@@ -120,6 +124,42 @@ pub struct Core {
     pub limits: Limits,
     /// What `/health` reports.
     pub status: Arc<NodeStatus>,
+    /// The live offers of files to share.
+    pub offers: Arc<dyn files::OfferIndex>,
+}
+
+impl Core {
+    /// Asks the session that offers `offer` to bring it to the relay at
+    /// `addr` for `ticket`: here when the session is this node's, else
+    /// through the cluster's log to the node that holds it. Returns whether
+    /// it could be asked.
+    pub fn invite_to_relay(&self, offer: &files::Offer, ticket: &str, addr: &str) -> bool {
+        match (&offer.node, &self.cluster) {
+            (Some(node), Some(cluster)) if *node != cluster.instance => {
+                let told = cluster
+                    .store
+                    .notify_relay(node, offer.conn, offer.owner_id, &offer.id, ticket, addr);
+                self.status.db_answered(told.is_ok());
+                told.is_ok()
+            }
+            _ => {
+                let event = event::Event::Relay {
+                    file: offer.id.clone(),
+                    ticket: ticket.to_string(),
+                    addr: addr.to_string(),
+                };
+                self.registry.notify(offer.conn, &event)
+            }
+        }
+    }
+}
+
+/// What a cluster node keeps to reach the other nodes.
+pub struct ClusterLink {
+    /// The shared database.
+    pub store: Arc<dyn ClusterStore>,
+    /// This process's node instance.
+    pub instance: String,
 }
 
 /// The threads behind a [`Core`], joined when it stops.
@@ -137,6 +177,8 @@ struct Backend {
     rooms: Rooms,
     status: Arc<NodeStatus>,
     cluster: Option<(Arc<dyn ClusterStore>, String, u64)>,
+    /// The cluster's store and this instance, once more, for the core.
+    link: Option<(Arc<dyn ClusterStore>, String)>,
 }
 
 /// A name for this process's run of node `node`: a restarted node is a new
@@ -221,6 +263,13 @@ impl Core {
             }
         };
         let (journal, journal_thread, registry, presence) = core_parts;
+        let (offers, cluster): (Arc<dyn files::OfferIndex>, Option<ClusterLink>) = match backend.link {
+            None => (Arc::new(files::LocalOffers::default()), None),
+            Some((store, instance)) => (
+                Arc::new(files::ClusterOffers::new(Arc::clone(&store), instance.clone())),
+                Some(ClusterLink { store, instance }),
+            ),
+        };
         let limits = Limits::new(config.limits.clone(), clock);
         let core = Arc::new(Core {
             config,
@@ -233,6 +282,8 @@ impl Core {
             shutdown,
             limits,
             status,
+            offers,
+            cluster,
         });
         Ok((
             core,
@@ -262,11 +313,13 @@ impl Core {
                 "node {} (instance {instance}) joined the cluster at log position {position}",
                 config.node
             );
+            let link: Arc<dyn ClusterStore> = Arc::clone(&store) as Arc<dyn ClusterStore>;
             return Ok(Backend {
                 store: Arc::clone(&store) as Arc<dyn Store>,
                 writer,
                 rooms: Rooms::new(rooms),
                 status: Arc::new(NodeStatus::new(last_id)),
+                link: Some((link, instance.clone())),
                 cluster: Some((store, instance, position)),
             });
         }
@@ -280,6 +333,7 @@ impl Core {
             rooms,
             status: Arc::new(NodeStatus::new(last_id)),
             cluster: None,
+            link: None,
         })
     }
 }

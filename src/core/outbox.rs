@@ -368,6 +368,20 @@ impl Outbox {
         self.push(&mut queue, item)
     }
 
+    /// Queues one event for this session alone (an invitation to the relay,
+    /// say), under the same rules as a batch.
+    pub fn event(self: &Arc<Self>, event: &Event) -> bool {
+        let mut one = EncodedBatch::default();
+        one.append(0, 0, |out| self.codec.event(event, out));
+        self.batch(
+            &Arc::new(one),
+            Recipient {
+                connection: self.id,
+                since: 0,
+            },
+        )
+    }
+
     /// Lets events out, after everything already queued (the login reply).
     /// Events held until now follow in the order they came.
     pub fn open_events(self: &Arc<Self>) {

@@ -271,6 +271,13 @@ impl Registry {
         self.lock().sessions.len()
     }
 
+    /// Tells connection `id` of `event`, if it is still here. Returns
+    /// whether it was.
+    pub fn notify(&self, id: ConnectionId, event: &Event) -> bool {
+        let outbox = self.lock().connections.get(&id).cloned();
+        outbox.is_some_and(|outbox| outbox.event(event))
+    }
+
     /// Sends `BYE code` to every connection and stops their readers: the
     /// first step of stopping the server.
     pub fn bye_all(&self, code: ErrorCode) {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::code::ErrorCode;
 use super::event::Message;
+use super::files::Offer;
 use super::rooms::RoomListing;
 
 /// The command a reply answers: its tag, echoed by protocols that have
@@ -68,6 +69,29 @@ pub enum Answer {
     People(Vec<Person>),
     /// `PING`: the token to echo, if one was sent.
     Pong(Option<String>),
+    /// A command that answers with one word: `SHARE`'s and `UNSHARE`'s
+    /// file id, `ENDPOINT NONE`'s `NONE`.
+    Word(String),
+    /// `ENDPOINT HOST:PORT`: the endpoint, and the key this session's
+    /// tickets are sealed with, for its client to check the tickets its
+    /// peers bring.
+    Endpoint {
+        /// The announced `HOST:PORT`.
+        addr: String,
+        /// The session's ticket key, hex.
+        key: String,
+    },
+    /// `FILES`: the offers found, sorted.
+    Files(Vec<Offer>),
+    /// `FETCH`: where and with what to fetch a file once.
+    Fetch {
+        /// The offer's id.
+        id: String,
+        /// The single-use ticket.
+        ticket: String,
+        /// `HOST:PORT`: the offering client, or the relay.
+        addr: String,
+    },
     /// A command with nothing to report (`QUIT`).
     Done,
 }

@@ -38,6 +38,9 @@ pub struct Session<'a> {
     pub(super) id: ConnectionId,
     /// The peer, for logs.
     pub(super) peer: SocketAddr,
+    /// This end of the connection: the server's address as the client
+    /// reached it (to tell it where the relay is).
+    pub(super) local: Option<SocketAddr>,
     /// The peer's address when per-address limits apply to it.
     pub(super) limited_address: Option<IpAddr>,
     /// Where replies go.
@@ -54,13 +57,22 @@ pub struct Session<'a> {
     pub(super) ack_sender: Sender<()>,
     /// A login just happened: events open after its reply is queued.
     entering: bool,
+    /// The key this session's file tickets are sealed with, hex; made
+    /// when first needed (PROTOCOL.md 11).
+    ticket_key: Option<String>,
 }
 
 impl<'a> Session<'a> {
     /// The session of connection `id` from `peer`, answering through
     /// `outbox`. It is recorded in the registry (for shutdown's BYE) at
     /// once.
-    pub fn new(core: &'a Core, id: ConnectionId, peer: SocketAddr, outbox: Arc<Outbox>) -> Session<'a> {
+    pub fn new(
+        core: &'a Core,
+        id: ConnectionId,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        outbox: Arc<Outbox>,
+    ) -> Session<'a> {
         core.registry.connect(id, Arc::clone(&outbox));
         let (ack_sender, acked) = crossbeam_channel::unbounded();
         let limits = &core.limits;
@@ -68,6 +80,7 @@ impl<'a> Session<'a> {
             core,
             id,
             peer,
+            local,
             limited_address: Some(peer.ip()).filter(|ip| limits.applies_to(*ip)),
             outbox,
             me: None,
@@ -76,7 +89,20 @@ impl<'a> Session<'a> {
             acked,
             ack_sender,
             entering: false,
+            ticket_key: None,
         }
+    }
+
+    /// The key that seals the tickets for this session's offers: one per
+    /// session, so that its client, told it once by `ENDPOINT`, can check
+    /// the tickets of every offer it makes.
+    pub(super) fn ticket_key(&mut self) -> Result<String, ErrorCode> {
+        if let Some(key) = &self.ticket_key {
+            return Ok(key.clone());
+        }
+        let key = crate::core::files::random_hex(32)?;
+        self.ticket_key = Some(key.clone());
+        Ok(key)
     }
 
     /// Whether REGISTER or LOGIN succeeded.
@@ -163,6 +189,7 @@ impl<'a> Session<'a> {
             log::info!("connection {}: {} left", self.id, me.username);
             self.core.presence.log_out(self.id);
         }
+        self.core.offers.session_ended(self.id);
         self.core.registry.disconnect(self.id);
         self.outbox.finish();
     }

@@ -63,6 +63,13 @@ impl Codec for TestCodec {
             }
             Reply::Ok(Answer::Pong(token)) => format!("{tag}OK {verb} {}", token.as_deref().unwrap_or("")),
             Reply::Ok(Answer::Room(name)) => format!("{tag}OK {verb} {name}"),
+            Reply::Ok(Answer::Word(word)) => format!("{tag}OK {verb} {word}"),
+            Reply::Ok(Answer::Endpoint { addr, .. }) => format!("{tag}OK {verb} {addr}"),
+            Reply::Ok(Answer::Files(offers)) => {
+                let names: Vec<&str> = offers.iter().map(|o| o.name.as_str()).collect();
+                format!("{tag}OK {verb} {}", names.join(","))
+            }
+            Reply::Ok(Answer::Fetch { id, addr, .. }) => format!("{tag}OK {verb} {id} {addr}"),
             Reply::Ok(Answer::Rooms(rooms)) => {
                 let names: Vec<String> = rooms
                     .iter()
@@ -88,6 +95,7 @@ impl Codec for TestCodec {
             Event::Exit { room, user } => format!("EXIT {room} {user}"),
             Event::Online(user) => format!("JOIN {user}"),
             Event::Offline(user) => format!("LEAVE {user}"),
+            Event::Relay { file, addr, .. } => format!("RELAY {file} {addr}"),
             Event::Bye(code) => format!("BYE {code}"),
         };
         out.extend_from_slice(line.as_bytes());

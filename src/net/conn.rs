@@ -56,8 +56,9 @@ impl Read for Input<'_> {
 /// the connection's own thread; returns when the connection is finished
 /// with. The login timeout counts from `accepted`.
 pub fn run(stream: TcpStream, peer: SocketAddr, id: ConnectionId, accepted: Instant, core: &Core) {
+    let local = stream.local_addr().ok();
     match TcpTransport::new(stream) {
-        Ok(transport) => serve(Arc::new(transport), peer, id, accepted, core),
+        Ok(transport) => serve(Arc::new(transport), peer, local, id, accepted, core),
         Err(e) => log::error!("connection {id} from {peer}: cannot set up its output: {e}"),
     }
 }
@@ -73,14 +74,23 @@ pub fn run_tls(
     accepted: Instant,
     core: &Core,
 ) {
+    let local = stream.local_addr().ok();
     match TlsTransport::server(stream, config) {
-        Ok(transport) => serve(Arc::new(transport), peer, id, accepted, core),
+        Ok(transport) => serve(Arc::new(transport), peer, local, id, accepted, core),
         Err(e) => log::error!("connection {id} from {peer}: cannot set up TLS: {e}"),
     }
 }
 
-/// Serves one connection of charla's line protocol over `transport`.
-pub fn serve(transport: Arc<dyn Transport>, peer: SocketAddr, id: ConnectionId, accepted: Instant, core: &Core) {
+/// Serves one connection of charla's line protocol over `transport`, from
+/// client `peer` to this server's `local` address.
+pub fn serve(
+    transport: Arc<dyn Transport>,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    id: ConnectionId,
+    accepted: Instant,
+    core: &Core,
+) {
     let outbox = Outbox::new(
         Arc::clone(&transport),
         Arc::new(CharlaCodec),
@@ -89,7 +99,7 @@ pub fn serve(transport: Arc<dyn Transport>, peer: SocketAddr, id: ConnectionId, 
     );
     log::info!("connection {id} from {peer}");
     outbox.raw_reply(charla::hello(&core.config.node));
-    let mut session = Session::new(core, id, peer, Arc::clone(&outbox));
+    let mut session = Session::new(core, id, peer, local, Arc::clone(&outbox));
     if core.shutdown.is_triggered() {
         outbox.bye(ErrorCode::ShuttingDown);
     }

@@ -7,10 +7,13 @@
 //! - [`tcp`]: plain TCP as the core's transport; [`tls`]: TLS (rustls).
 //! - [`proxy`]: the PROXY protocol header of a trusted load balancer.
 //! - [`health`]: `/health` for balancers and operators.
+//! - [`relay`]: pipes a shared file between two clients that cannot reach
+//!   each other.
 
 pub mod conn;
 pub mod health;
 pub mod proxy;
+pub mod relay;
 pub mod server;
 pub mod tcp;
 pub mod tls;

@@ -27,7 +27,7 @@ use crate::core::{Core, CoreThreads, StartError};
 use crate::proto::charla::CharlaCodec;
 use crate::shutdown::Shutdown;
 
-use super::{conn, health, proxy};
+use super::{conn, health, proxy, relay};
 
 /// Stack of a connection thread: it parses, queries the database and
 /// formats replies, all shallow; bcrypt runs elsewhere.
@@ -46,6 +46,9 @@ pub struct Listeners {
     pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     /// `/health` (`--health-addr`).
     pub health: Option<TcpListener>,
+    /// The file relay (`--relay-addr`); its address is in the
+    /// configuration's `files.relay`.
+    pub relay: Option<TcpListener>,
 }
 
 /// What a listener's connections speak.
@@ -194,6 +197,11 @@ impl Server {
             // It runs until the process ends: a balancer keeps seeing
             // `draining` while the node stops.
             health::spawn(health, Arc::clone(&core))?;
+        }
+        if let Some(relay) = listeners.relay {
+            // Transfers under way finish or fail by themselves; the process
+            // ending closes them.
+            relay::spawn(relay, Arc::clone(&core))?;
         }
         let live = Arc::new(Live::default());
         let next_id = Arc::new(AtomicU64::new(1));

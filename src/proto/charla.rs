@@ -191,6 +191,30 @@ impl Codec for CharlaCodec {
                 }
             }
             Reply::Ok(Answer::Done) => CharlaCodec::ok_head(to, out),
+            Reply::Ok(Answer::Word(word)) => {
+                CharlaCodec::ok_head(to, out);
+                out.push(b' ');
+                out.extend_from_slice(word.as_bytes());
+            }
+            Reply::Ok(Answer::Endpoint { addr, key }) => {
+                CharlaCodec::ok_head(to, out);
+                let _ = write!(out, " {addr} {key}");
+            }
+            Reply::Ok(Answer::Files(offers)) => {
+                for offer in offers {
+                    let _ = writeln!(
+                        out,
+                        "FILE {} {} {} {} {}",
+                        offer.id, offer.size, offer.sha256, offer.owner, offer.name
+                    );
+                }
+                CharlaCodec::ok_head(to, out);
+                let _ = write!(out, " {}", offers.len());
+            }
+            Reply::Ok(Answer::Fetch { id, ticket, addr }) => {
+                CharlaCodec::ok_head(to, out);
+                let _ = write!(out, " {id} {ticket} {addr}");
+            }
         }
         out.push(b'\n');
     }
@@ -209,6 +233,9 @@ impl Codec for CharlaCodec {
                 out.extend_from_slice(b"LEAVE ");
                 out.extend_from_slice(user.as_bytes());
                 out.push(b'\n');
+            }
+            Event::Relay { file, ticket, addr } => {
+                let _ = writeln!(out, "RELAY {file} {ticket} {addr}");
             }
             Event::Bye(code) => {
                 let _ = writeln!(out, "BYE {} {}", code.as_str(), code.default_text());
@@ -284,6 +311,29 @@ pub enum ServerLine {
         room: String,
         /// The account.
         user: String,
+    },
+    /// A `FILES` body line: `FILE FILEID SIZE SHA256 OWNER NAME`.
+    File {
+        /// The offer's id.
+        id: String,
+        /// The file's size.
+        size: u64,
+        /// Its SHA-256, hex.
+        sha256: String,
+        /// The offering username.
+        owner: String,
+        /// The file's name (may hold spaces).
+        name: String,
+    },
+    /// `RELAY FILEID TICKET HOST:PORT`: bring that offer to the relay for
+    /// that ticket.
+    Relay {
+        /// The offer's id.
+        file: String,
+        /// The fetcher's ticket.
+        ticket: String,
+        /// The relay.
+        addr: String,
     },
     /// A `ROOMS` body line: `ROOM #NAME MEMBERS FLAG`.
     Room {
@@ -398,6 +448,37 @@ impl ServerLine {
                     ServerLine::Enter { room, user }
                 } else {
                     ServerLine::Exit { room, user }
+                })
+            }
+            "FILE" => {
+                let mut parts = rest.splitn(5, ' ');
+                let id = parts.next().filter(|i| validate::is_token(i)).ok_or(())?.to_string();
+                let size = parts.next().and_then(|s| s.parse().ok()).ok_or(())?;
+                let sha256 = parts.next().filter(|h| h.len() == 64).ok_or(())?.to_string();
+                let owner = parts.next().filter(|o| !o.is_empty()).ok_or(())?.to_string();
+                let name = parts.next().filter(|n| !n.is_empty()).ok_or(())?.to_string();
+                Ok(ServerLine::File {
+                    id,
+                    size,
+                    sha256,
+                    owner,
+                    name,
+                })
+            }
+            "RELAY" => {
+                let mut parts = rest.split(' ');
+                let (Some(file), Some(ticket), Some(addr), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(());
+                };
+                if !validate::is_token(file) || ticket.is_empty() || addr.is_empty() {
+                    return Err(());
+                }
+                Ok(ServerLine::Relay {
+                    file: file.to_string(),
+                    ticket: ticket.to_string(),
+                    addr: addr.to_string(),
                 })
             }
             "ROOM" => {

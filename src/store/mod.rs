@@ -378,6 +378,40 @@ pub enum Logged {
         /// Online, or offline.
         online: bool,
     },
+    /// The session the row's origin names is to bring a file to the relay.
+    Relay {
+        /// The offer's id.
+        file: String,
+        /// The fetcher's ticket.
+        ticket: String,
+        /// The relay.
+        addr: String,
+    },
+}
+
+/// A live offer of a file, as a cluster's database holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredOffer {
+    /// Its id.
+    pub id: String,
+    /// The file's size.
+    pub size: u64,
+    /// The file's SHA-256, hex.
+    pub sha256: String,
+    /// The file's name.
+    pub name: String,
+    /// The offering account.
+    pub owner_id: AccountId,
+    /// Its username.
+    pub owner: String,
+    /// The key its tickets are sealed with, hex.
+    pub key: String,
+    /// Where the offering client serves it, if it said.
+    pub endpoint: Option<String>,
+    /// The node instance of the offering session.
+    pub instance: String,
+    /// The offering session.
+    pub conn: u64,
 }
 
 /// What several nodes on one database share beyond the [`Store`]: node
@@ -460,4 +494,57 @@ pub trait ClusterStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the listening connection fails.
     fn wait_for_log(&self, timeout: std::time::Duration) -> Result<bool, StoreError>;
+
+    /// Adds an offer.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn offer_add(&self, offer: &StoredOffer) -> Result<(), StoreError>;
+
+    /// The offer with this id, if its session is on a live node.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn offer_get(&self, id: &str) -> Result<Option<StoredOffer>, StoreError>;
+
+    /// Withdraws an offer.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn offer_remove(&self, id: &str) -> Result<(), StoreError>;
+
+    /// The offers of live nodes whose name contains `query` (ASCII
+    /// case-insensitive), sorted by name in ASCII lower case then id, at
+    /// most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn offer_search(&self, query: &str, limit: usize) -> Result<Vec<StoredOffer>, StoreError>;
+
+    /// How many offers a session holds.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn offer_count(&self, instance: &str, conn: u64) -> Result<usize, StoreError>;
+
+    /// Sets the endpoint of a session's offers.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn offers_set_endpoint(&self, instance: &str, conn: u64, endpoint: Option<&str>) -> Result<(), StoreError>;
+
+    /// Tells session `conn` of node instance `instance` (through that node's
+    /// tail) to bring offer `file` to the relay `addr` for `ticket`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached.
+    fn notify_relay(
+        &self,
+        instance: &str,
+        conn: u64,
+        owner: AccountId,
+        file: &str,
+        ticket: &str,
+        addr: &str,
+    ) -> Result<(), StoreError>;
 }

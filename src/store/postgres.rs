@@ -24,7 +24,7 @@ use postgres::{Client, NoTls, Row};
 use super::{
     Account, AccountId, Appended, ClusterStore, Conversation, CreateAccountError, Destination, Joined, LogRow, Logged,
     MessageId, Millis, NewAccount, NewMessage, NodeRow, Parted, Place, RoomId, Store, StoreError, StoreWriter,
-    StoredMessage, StoredRoom,
+    StoredMessage, StoredOffer, StoredRoom,
 };
 
 /// The schema, kept at the top of the repository beside SQLite's.
@@ -575,7 +575,7 @@ impl ClusterStore for PgStore {
                    FROM messages m JOIN users u ON u.id = m.user_id LEFT JOIN rooms r ON r.id = m.room_id \
                    LEFT JOIN users t ON t.id = m.to_user WHERE m.id > $1 \
                  UNION ALL \
-                   SELECT e.id, e.kind, e.user_id, u.username, NULL, NULL, e.room_id, r.name, NULL, NULL, e.node, e.conn \
+                   SELECT e.id, e.kind, e.user_id, u.username, e.note, NULL, e.room_id, r.name, NULL, NULL, e.node, e.conn \
                    FROM events e JOIN users u ON u.id = e.user_id LEFT JOIN rooms r ON r.id = e.room_id \
                    WHERE e.id > $1 \
                  ) AS log ORDER BY id LIMIT $2",
@@ -583,6 +583,108 @@ impl ClusterStore for PgStore {
             )
         })?;
         rows.iter().map(log_row).collect()
+    }
+
+    fn offer_add(&self, offer: &StoredOffer) -> Result<(), StoreError> {
+        let (size, conn) = (signed(offer.size), signed(offer.conn));
+        self.with_client(|c| {
+            c.execute(
+                "INSERT INTO offers (id, instance, conn, owner_id, size, sha256, name, key, endpoint) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &offer.id,
+                    &offer.instance,
+                    &conn,
+                    &offer.owner_id,
+                    &size,
+                    &offer.sha256,
+                    &offer.name,
+                    &offer.key,
+                    &offer.endpoint,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn offer_get(&self, id: &str) -> Result<Option<StoredOffer>, StoreError> {
+        self.with_client(|c| {
+            let row = c.query_opt(&format!("{OFFER_COLUMNS} WHERE o.id = $1 AND {LIVE_OFFER}"), &[&id])?;
+            Ok(row.as_ref().map(offer_row))
+        })
+    }
+
+    fn offer_remove(&self, id: &str) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            c.execute("DELETE FROM offers WHERE id = $1", &[&id])?;
+            Ok(())
+        })
+    }
+
+    fn offer_search(&self, query: &str, limit: usize) -> Result<Vec<StoredOffer>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let pattern = format!(
+            "%{}%",
+            query
+                .to_ascii_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        self.with_client(|c| {
+            let rows = c.query(
+                &format!(
+                    "{OFFER_COLUMNS} WHERE {LIVE_OFFER} AND lower(o.name) LIKE $1 \
+                     ORDER BY lower(o.name) COLLATE \"C\", o.id COLLATE \"C\" LIMIT $2"
+                ),
+                &[&pattern, &limit],
+            )?;
+            Ok(rows.iter().map(offer_row).collect())
+        })
+    }
+
+    fn offer_count(&self, instance: &str, conn: u64) -> Result<usize, StoreError> {
+        let conn = signed(conn);
+        self.with_client(|c| {
+            let count: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM offers WHERE instance = $1 AND conn = $2",
+                    &[&instance, &conn],
+                )?
+                .get(0);
+            Ok(usize::try_from(count).unwrap_or(0))
+        })
+    }
+
+    fn offers_set_endpoint(&self, instance: &str, conn: u64, endpoint: Option<&str>) -> Result<(), StoreError> {
+        let conn = signed(conn);
+        self.with_client(|c| {
+            c.execute(
+                "UPDATE offers SET endpoint = $3 WHERE instance = $1 AND conn = $2",
+                &[&instance, &conn, &endpoint],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn notify_relay(
+        &self,
+        instance: &str,
+        conn: u64,
+        owner: AccountId,
+        file: &str,
+        ticket: &str,
+        addr: &str,
+    ) -> Result<(), StoreError> {
+        let conn = signed(conn);
+        let note = format!("{file} {ticket} {addr}");
+        self.with_client(|c| {
+            c.query_one(
+                "SELECT charla_notify_relay($1, $2, $3, $4)",
+                &[&instance, &conn, &owner, &note],
+            )?;
+            Ok(())
+        })
     }
 
     fn wait_for_log(&self, timeout: Duration) -> Result<bool, StoreError> {
@@ -613,6 +715,33 @@ impl ClusterStore for PgStore {
                 Err(e.into())
             }
         }
+    }
+}
+
+/// The columns every offer query reads, in the order [`offer_row`] expects.
+const OFFER_COLUMNS: &str = "SELECT o.id, o.size, o.sha256, o.name, o.owner_id, u.username, o.key, o.endpoint, \
+     o.instance, o.conn FROM offers o JOIN users u ON u.id = o.owner_id";
+
+/// Only offers whose session is on a live node. A node beats every second;
+/// three missed beats hide its offers, so that a node's sudden death ends
+/// its offers within the 5 s of PROTOCOL.md 11 although the node itself is
+/// reaped later.
+const LIVE_OFFER: &str = "EXISTS (SELECT 1 FROM nodes n WHERE n.instance = o.instance AND NOT n.stopped \
+     AND n.seen_at > now() - interval '3 seconds')";
+
+/// Reads one row of [`OFFER_COLUMNS`].
+fn offer_row(row: &Row) -> StoredOffer {
+    StoredOffer {
+        id: row.get(0),
+        size: unsigned(row.get(1)),
+        sha256: row.get(2),
+        name: row.get(3),
+        owner_id: row.get(4),
+        owner: row.get(5),
+        key: row.get(6),
+        endpoint: row.get(7),
+        instance: row.get(8),
+        conn: unsigned(row.get(9)),
     }
 }
 
@@ -662,6 +791,22 @@ fn log_row(row: &Row) -> Result<LogRow, StoreError> {
             username,
             online: kind == "online",
         },
+        "relay" => {
+            let note: String = row.get::<_, Option<String>>(4).unwrap_or_default();
+            let mut words = note.split(' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some(file), Some(ticket), Some(addr)) => Logged::Relay {
+                    file: file.to_string(),
+                    ticket: ticket.to_string(),
+                    addr: addr.to_string(),
+                },
+                _ => {
+                    return Err(StoreError::Incompatible(format!(
+                        "log entry {id}: a relay note {note:?}"
+                    )));
+                }
+            }
+        }
         other => {
             return Err(StoreError::Incompatible(format!(
                 "log entry {id} of unknown kind {other}"
