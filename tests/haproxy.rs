@@ -6,7 +6,8 @@
 //! the fault-tolerance drill (stop node 1 by SIGTERM, then by `kill -9`;
 //! HAProxy marks it down; the chat goes on; restart it; it serves
 //! everything), and the real `charla` client failing over through HAProxy
-//! (the failover time is printed: `cargo test --test haproxy -- --nocapture`).
+//! (the failover time is printed: `cargo test --test haproxy -- --nocapture`);
+//! and that the compose files keep deploy/haproxy.cfg's settings.
 //!
 //! Needs `haproxy` (apt-get install haproxy; .ci/run installs it) and the
 //! PostgreSQL server binaries (tests/common/pg.rs). Every wait is bounded;
@@ -27,6 +28,10 @@ use common::{Charla, Client, LINE_TIMEOUT, Msg, TestServer, free_port, now_ms, o
 
 /// The shipped configuration; the tests change only its addresses.
 const DEPLOY_CFG: &str = include_str!("../deploy/haproxy.cfg");
+/// Its twin for deploy/compose.yaml (not run here: no Docker engine).
+const COMPOSE_CFG: &str = include_str!("../deploy/haproxy.compose.cfg");
+/// The compose file.
+const COMPOSE: &str = include_str!("../deploy/compose.yaml");
 /// Nodes behind HAProxy.
 const NODES: usize = 3;
 /// Every account's password.
@@ -895,4 +900,58 @@ fn the_charla_client_fails_over_through_haproxy_when_its_node_is_killed() {
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert_eq!(err, "");
     assert!(others_lines(&rest).is_empty(), "{rest:?}");
+}
+
+/// The settings of an HAProxy configuration: its lines without comments,
+/// blank lines, addresses (`bind`, `server`) and `resolvers` sections.
+fn settings(config: &str) -> Vec<&str> {
+    let mut kept = Vec::new();
+    let mut resolvers = false;
+    for raw in config.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !raw.starts_with(' ') {
+            resolvers = line.starts_with("resolvers ");
+        }
+        if !resolvers && !line.starts_with("bind ") && !line.starts_with("server ") {
+            kept.push(line);
+        }
+    }
+    kept
+}
+
+#[test]
+fn the_compose_files_use_the_settings_of_deploy_haproxy_cfg() {
+    assert_eq!(
+        settings(COMPOSE_CFG),
+        settings(DEPLOY_CFG),
+        "deploy/haproxy.compose.cfg must differ from deploy/haproxy.cfg only in addresses"
+    );
+    for n in 1..=NODES {
+        assert!(
+            COMPOSE_CFG.contains(&format!("server node-{n} node-{n}:7000 port 7100 ")),
+            "node-{n} in deploy/haproxy.compose.cfg"
+        );
+        assert!(
+            COMPOSE.contains(&format!("--node, node-{n},")),
+            "node-{n} in deploy/compose.yaml"
+        );
+    }
+    // The nodes trust HAProxy's fixed address, and only that.
+    assert_eq!(COMPOSE.matches("--trusted-proxy, 172.28.0.10]").count(), NODES);
+    assert!(COMPOSE.contains("ipv4_address: 172.28.0.10"));
+    assert!(COMPOSE.contains("./haproxy.compose.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"));
+    // HAProxy accepts it (the node names resolve only inside compose).
+    let check = Command::new(haproxy_binary())
+        .args(["-c", "-f", "deploy/haproxy.compose.cfg"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("haproxy -c runs");
+    assert!(
+        check.status.success(),
+        "HAProxy rejects deploy/haproxy.compose.cfg: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
