@@ -258,7 +258,7 @@ wait_node() {
                 continue
             fi
             tail_of "$state/node-$n.log"
-            die "node-$n exited (its log is above, and in $state/node-$n.log)"
+            die "node-$n exited (the end of its log is above)"
         fi
         http_get "710$n" /health
         [[ $http_status == 200 ]] && return 0
