@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use charla::client::i18n::Lang;
+use charla::client::share::ShareAddr;
 use charla::client::{Options, RECONNECT_FOR, exit};
 
 /// The charla chat client: log in or register, then chat. Reads from the
@@ -22,7 +23,14 @@ and shows what it missed, once and in order.
 
 In the chat (Spanish spellings in brackets): /join #room (/unirse), /part [#room] (/salir-de),
 /switch #room (/cambiar), /rooms (/salas), /msg user text (/privado), /who [#room] (/quien),
-/history [#room|@user] [N] (/historial), /help (/ayuda), /quit (salir). Other lines go to the current room.
+/history [#room|@user] [N] (/historial), /share PATH (/compartir), /files [TEXT] (/archivos),
+/get ID [PATH] (/descargar), /unshare ID (/dejar), /help (/ayuda), /quit (salir). Other lines go to
+the current room.
+
+Files you share are served from this client: by default on the address it reaches the server from,
+a free port (--share-addr); fetchers that cannot reach it, and every fetch with --no-direct, go
+through the server's relay. Shared files are offered for as long as the session lasts (after a
+reconnection they are offered again, under new ids).
 
 Exit codes:
   0    the user left (salir, /quit, end of input)
@@ -51,6 +59,26 @@ struct Args {
     /// connection is lost or a server stops (0: never; end at once).
     #[arg(long, value_name = "SECS", default_value_t = RECONNECT_FOR.as_secs())]
     reconnect_for: u64,
+    /// Where to serve the files you share: auto (the address this client
+    /// reaches the server from, a free port), IP:PORT (port 0: a free one),
+    /// or none (no direct transfers: everything through the server's relay).
+    #[arg(long, value_name = "auto|IP:PORT|none", default_value = "auto")]
+    share_addr: ShareAddr,
+    /// The HOST:PORT other clients are told to fetch your files from, when
+    /// it is not the address listened on (a port forwarded on a router, say).
+    #[arg(long, value_name = "HOST:PORT", value_parser = announce)]
+    share_announce: Option<String>,
+    /// Serve no file directly: every fetch of your files goes through the
+    /// server's relay (as --share-addr none).
+    #[arg(long)]
+    no_direct: bool,
+}
+
+/// `--share-announce`: an endpoint as the server accepts it.
+fn announce(text: &str) -> Result<String, String> {
+    charla::core::files::endpoint(text)
+        .map(str::to_string)
+        .map_err(|_| format!("{text:?} is not HOST:PORT"))
 }
 
 fn main() -> ExitCode {
@@ -72,6 +100,12 @@ fn main() -> ExitCode {
         servers,
         lang: args.lang,
         reconnect_for: Duration::from_secs(args.reconnect_for),
+        share_addr: if args.no_direct {
+            ShareAddr::Relayed
+        } else {
+            args.share_addr
+        },
+        share_announce: args.share_announce,
     };
     ExitCode::from(charla::client::run(&options))
 }

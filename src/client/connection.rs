@@ -115,6 +115,12 @@ impl Connection {
         &self.addr
     }
 
+    /// This end's address: the address the client reaches the server from,
+    /// which its file endpoint listens on by default.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.writer.local_addr().ok()
+    }
+
     /// Server lines, in order, as the reader thread parsed them.
     pub fn incoming(&self) -> &Receiver<Incoming> {
         &self.incoming

@@ -40,14 +40,16 @@
 //! This module knows nothing of the protocol and never prints network text
 //! itself: callers pass already translated, already filtered sentences.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
-use crossterm::cursor::MoveToColumn;
+use crossterm::cursor::{MoveToColumn, MoveUp};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::queue;
 use crossterm::style::Print;
@@ -56,6 +58,8 @@ use nix::sys::signal::{self, Signal};
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+use unicode_width::UnicodeWidthChar;
 
 use super::editor::{Action, LineEditor};
 
@@ -113,6 +117,13 @@ enum Command {
     Say(String),
     /// Change the text of the chat prompt being answered, if one is.
     Retitle(String),
+    /// Show (`Some`) or remove (`None`) one status row above the prompt.
+    Status {
+        /// Which row, from [`StatusRows::row`].
+        row: u64,
+        /// Its text, one line.
+        text: Option<String>,
+    },
     /// Move past the prompt, stop drawing, and say so on the channel.
     Finish(Sender<()>),
 }
@@ -147,6 +158,46 @@ impl fmt::Debug for Console {
             .field("terminal", &matches!(self.mode, Mode::Terminal(_)))
             .field("waiting", &self.waiting)
             .finish_non_exhaustive()
+    }
+}
+
+/// Status rows above the prompt on a terminal, for progress bars: each
+/// user of a row sets its one line of text and removes it when done. The
+/// terminal thread draws them between what was printed and the prompt, so
+/// a transfer's progress never garbles the line being typed.
+#[derive(Clone)]
+pub struct StatusRows {
+    /// The terminal thread.
+    commands: Sender<Command>,
+    /// The next row number handed out.
+    next: Arc<AtomicU64>,
+    /// The terminal's width when the handle was made.
+    width: u16,
+}
+
+impl fmt::Debug for StatusRows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusRows")
+            .field("width", &self.width)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatusRows {
+    /// A new row; rows are drawn in the order they were handed out.
+    pub fn row(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Shows `text` in `row` (`None`: removes the row). A terminal that is
+    /// gone is simply not drawn on.
+    pub fn set(&self, row: u64, text: Option<String>) {
+        let _ = self.commands.send(Command::Status { row, text });
+    }
+
+    /// The terminal's width in columns.
+    pub fn width(&self) -> u16 {
+        self.width
     }
 }
 
@@ -253,6 +304,29 @@ impl Console {
     /// Ctrl-C is pressed on a terminal, requested or not.
     pub fn input(&self) -> &Receiver<Input> {
         &self.input
+    }
+
+    /// Whether the person is on a terminal (stdin and stdout), where they
+    /// can be asked a question in the middle of the chat and see progress
+    /// bars; otherwise lines are plain and nothing is asked.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.mode, Mode::Terminal(_))
+    }
+
+    /// A handle to draw status rows (progress bars) above the prompt from
+    /// any thread; `None` when not on a terminal, where none are drawn.
+    pub fn status_rows(&self) -> Option<StatusRows> {
+        match &self.mode {
+            Mode::Terminal(Some(commands)) => Some(StatusRows {
+                commands: commands.clone(),
+                next: Arc::new(AtomicU64::new(0)),
+                width: match term::size() {
+                    Ok((width, _)) if width > 0 => width,
+                    _ => DEFAULT_WIDTH,
+                },
+            }),
+            _ => None,
+        }
     }
 
     /// Notes that an answer from [`Console::input`] was taken.
@@ -409,6 +483,14 @@ struct Screen<W: Write> {
     answers: Sender<Input>,
     /// What Ctrl-Z does.
     suspend: fn(),
+    /// The status rows (progress bars) by row number, drawn above the
+    /// prompt.
+    status: BTreeMap<u64, String>,
+    /// How many status rows are on screen above the cursor's row.
+    status_drawn: usize,
+    /// The prompt row as last drawn, to leave an answered line on screen
+    /// when status rows are drawn around it.
+    last_row: String,
 }
 
 impl<W: Write> Screen<W> {
@@ -422,6 +504,9 @@ impl<W: Write> Screen<W> {
             broken: None,
             answers,
             suspend,
+            status: BTreeMap::new(),
+            status_drawn: 0,
+            last_row: String::new(),
         }
     }
 
@@ -434,6 +519,7 @@ impl<W: Write> Screen<W> {
                     Ok(Command::Ask { ask, prompt }) => self.ask(ask, prompt),
                     Ok(Command::Say(text)) => self.say(&text),
                     Ok(Command::Retitle(text)) => self.retitle(text),
+                    Ok(Command::Status { row, text }) => self.set_status(row, text),
                     Ok(Command::Finish(done)) => {
                         self.finish();
                         let _ = done.send(());
@@ -485,6 +571,7 @@ impl<W: Write> Screen<W> {
                     self.clear_row();
                     let _ = self.out.flush();
                     (self.suspend)();
+                    self.draw_status();
                     self.draw();
                 } else {
                     self.keys.push_back(key);
@@ -494,6 +581,10 @@ impl<W: Write> Screen<W> {
             Event::Resize(width, _) => {
                 if width > 0 {
                     self.width = width;
+                }
+                if !self.status.is_empty() {
+                    self.clear_row();
+                    self.draw_status();
                 }
                 self.draw();
             }
@@ -540,19 +631,66 @@ impl<W: Write> Screen<W> {
 
     /// Ends the active prompt with `input`: the cursor moves to a new line.
     fn answer(&mut self, input: Input) {
-        self.prompt = None;
-        let _ = self.out.write_all(b"\r\n");
+        self.leave_prompt();
         let _ = self.answers.send(input);
+    }
+
+    /// The prompt is answered: its row stays on screen as it was drawn and
+    /// the cursor moves to a new line (below the status rows, which move
+    /// down with it).
+    fn leave_prompt(&mut self) {
+        self.prompt = None;
+        if self.status_drawn == 0 {
+            let _ = self.out.write_all(b"\r\n");
+            return;
+        }
+        self.clear_row();
+        let row = std::mem::take(&mut self.last_row);
+        let _ = self.out.write_all(row.as_bytes());
+        let _ = self.out.write_all(b"\r\n");
+        self.draw_status();
     }
 
     /// Ctrl-C: whatever was typed is dropped and the session ends.
     fn interrupt(&mut self) {
         self.keys.clear();
         self.editor.clear();
-        if self.prompt.take().is_some() {
-            let _ = self.out.write_all(b"\r\n");
+        if self.prompt.is_some() {
+            self.leave_prompt();
         }
         let _ = self.answers.send(Input::Interrupted);
+    }
+
+    /// Shows, changes or removes one status row.
+    fn set_status(&mut self, row: u64, text: Option<String>) {
+        let changed = match text {
+            Some(text) => self.status.insert(row, text.clone()).as_ref() != Some(&text),
+            None => self.status.remove(&row).is_some(),
+        };
+        if changed {
+            self.clear_row();
+            self.draw_status();
+            self.draw();
+        }
+    }
+
+    /// Draws the status rows from the cursor's row, which is clear, each
+    /// cut to the terminal's width; the cursor ends on the row after them.
+    fn draw_status(&mut self) {
+        let width = usize::from(self.width.max(2)) - 1;
+        for text in self.status.values() {
+            let mut used = 0;
+            let cut: String = text
+                .chars()
+                .take_while(|c| {
+                    used += c.width().unwrap_or(0);
+                    used <= width
+                })
+                .collect();
+            let _ = self.out.write_all(cut.as_bytes());
+            let _ = self.out.write_all(b"\r\n");
+        }
+        self.status_drawn = self.status.len();
     }
 
     /// The terminal's input ended or failed.
@@ -563,27 +701,41 @@ impl<W: Write> Screen<W> {
         self.apply_keys(false);
     }
 
-    /// Prints `text` above the prompt, then draws the prompt again.
+    /// Prints `text` above the status rows and the prompt, then draws them
+    /// again.
     fn say(&mut self, text: &str) {
         self.clear_row();
         for line in text.split('\n') {
             let _ = self.out.write_all(line.as_bytes());
             let _ = self.out.write_all(b"\r\n");
         }
+        self.draw_status();
         self.draw();
     }
 
-    /// Moves past the prompt, if one is on screen; nothing is drawn after.
+    /// Moves past the prompt, if one is on screen, and removes the status
+    /// rows; nothing is drawn after.
     fn finish(&mut self) {
+        if !self.status.is_empty() {
+            self.status.clear();
+            self.clear_row();
+            self.draw();
+        }
         if self.prompt.take().is_some() {
             let _ = self.out.write_all(b"\r\n");
         }
         let _ = self.out.flush();
     }
 
-    /// Clears the row the cursor is on.
+    /// Clears the row the cursor is on, and the status rows above it; the
+    /// cursor ends at the start of the first row cleared.
     fn clear_row(&mut self) {
         let _ = queue!(self.out, MoveToColumn(0), Clear(ClearType::CurrentLine));
+        if self.status_drawn > 0 {
+            let up = u16::try_from(self.status_drawn).unwrap_or(u16::MAX);
+            let _ = queue!(self.out, MoveUp(up), Clear(ClearType::FromCursorDown));
+            self.status_drawn = 0;
+        }
     }
 
     /// Draws the active prompt and its line over the current row.
@@ -592,6 +744,7 @@ impl<W: Write> Screen<W> {
             return;
         };
         let view = self.editor.view(&prompt.text, prompt.ask == Ask::Secret, self.width);
+        self.last_row.clone_from(&view.text);
         let _ = queue!(
             self.out,
             MoveToColumn(0),
@@ -898,6 +1051,43 @@ mod tests {
         written(&mut screen);
         screen.retitle("#x> ".into());
         assert_eq!(written(&mut screen), "");
+    }
+
+    #[test]
+    fn status_rows_sit_between_printed_lines_and_the_prompt() {
+        let (mut screen, input) = screen();
+        screen.ask(Ask::Chat, "> ".into());
+        type_keys(&mut screen, "ho");
+        written(&mut screen);
+        screen.set_status(0, Some("descarga [==>   ] 1 MiB/8 MiB".into()));
+        assert_eq!(
+            written(&mut screen),
+            "\u{1b}[1G\u{1b}[2Kdescarga [==>   ] 1 MiB/8 MiB\r\n\u{1b}[1G> ho\u{1b}[K\u{1b}[5G"
+        );
+        // A line printed goes above the row, which is drawn again below it.
+        screen.say("[10:00] ana: hola");
+        assert_eq!(
+            written(&mut screen),
+            "\u{1b}[1G\u{1b}[2K\u{1b}[1A\u{1b}[J[10:00] ana: hola\r\ndescarga [==>   ] 1 MiB/8 MiB\r\n\u{1b}[1G> ho\u{1b}[K\u{1b}[5G"
+        );
+        // The same text again draws nothing.
+        screen.set_status(0, Some("descarga [==>   ] 1 MiB/8 MiB".into()));
+        assert_eq!(written(&mut screen), "");
+        // An answered line stays above the row.
+        type_keys(&mut screen, "\r");
+        assert_eq!(answers(&input), [r#"Line("ho")"#]);
+        let shown = written(&mut screen);
+        assert!(
+            shown.ends_with("> ho\r\ndescarga [==>   ] 1 MiB/8 MiB\r\n"),
+            "{shown:?}"
+        );
+        // Rows are cut to the width, and go when removed.
+        screen.set_status(1, Some("x".repeat(100)));
+        let shown = written(&mut screen);
+        assert!(shown.contains(&format!("{}\r\n", "x".repeat(39))) && !shown.contains(&"x".repeat(40)));
+        screen.set_status(0, None);
+        screen.set_status(1, None);
+        assert_eq!(screen.status_drawn, 0);
     }
 
     #[test]

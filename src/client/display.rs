@@ -107,6 +107,43 @@ pub fn who_line(username: &str, full_name: &str) -> String {
     )
 }
 
+/// A byte count as people read it: `512 B`, `8.0 MiB` (`8,0 MiB` in
+/// Spanish), in powers of 1024, one decimal from KiB up.
+pub fn human_size(bytes: u64, lang: Lang) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    // 1023.96 KiB would read as "1024.0 KiB": say 1.0 MiB instead.
+    if format!("{value:.1}") == "1024.0" && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let number = format!("{value:.1}");
+    let number = match lang {
+        Lang::Es => number.replace('.', ","),
+        Lang::En => number,
+    };
+    format!("{number} {}", UNITS[unit])
+}
+
+/// One `/archivos` entry: `  f3a0c11d92e4b7a05   8,0 MiB  ana  apuntes.pdf`.
+pub fn file_line(id: &str, size: u64, owner: &str, name: &str, lang: Lang) -> String {
+    format!(
+        "  {}  {:>10}  {}  {}",
+        validate::for_display(id),
+        human_size(size, lang),
+        validate::for_display(owner),
+        validate::for_display(name)
+    )
+}
+
 /// The start of a message, to name it in an error without repeating a long
 /// text: at most `max` characters, with `…` when cut.
 pub fn excerpt(text: &str, max: usize) -> String {
@@ -198,6 +235,27 @@ mod tests {
             message_line(&mine, "ana", Lang::En, &now),
             "[private → bea 10:42] Ana: te escribo"
         );
+    }
+
+    #[test]
+    fn sizes_read_as_people_read_them() {
+        assert_eq!(human_size(0, Lang::Es), "0 B");
+        assert_eq!(human_size(1023, Lang::En), "1023 B");
+        assert_eq!(human_size(1024, Lang::En), "1.0 KiB");
+        assert_eq!(human_size(1536, Lang::Es), "1,5 KiB");
+        assert_eq!(human_size(8 * 1024 * 1024, Lang::Es), "8,0 MiB");
+        assert_eq!(human_size(1024 * 1024 - 1, Lang::En), "1.0 MiB");
+        assert_eq!(human_size(1 << 32, Lang::En), "4.0 GiB");
+        assert_eq!(human_size(u64::MAX, Lang::En), "16.0 EiB");
+    }
+
+    #[test]
+    fn file_lines_are_safe_and_aligned() {
+        assert_eq!(
+            file_line("f01", 8 * 1024 * 1024, "ana", "tema 1.pdf", Lang::Es),
+            "  f01     8,0 MiB  ana  tema 1.pdf"
+        );
+        assert!(!file_line("f01", 1, "ana", "a\u{1b}[2J", Lang::En).contains('\u{1b}'));
     }
 
     #[test]

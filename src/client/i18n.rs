@@ -268,6 +268,8 @@ pub enum Text<'a> {
         /// The operating system's wording.
         error: &'a str,
     },
+    /// Sharing files.
+    File(FileText<'a>),
 }
 
 impl Text<'_> {
@@ -304,6 +306,10 @@ impl Text<'_> {
                 "  /msg usuario texto  /privado     un mensaje privado",
                 "  /who [#sala]        /quien       quién está conectado (en la sala actual si no indicas otra)",
                 "  /historial [#sala|@usuario] [N]  /history   los últimos N mensajes (20 si no indicas N; como máximo 1000)",
+                "  /compartir RUTA     /share       compartir un archivo con los demás",
+                "  /archivos [TEXTO]   /files       los archivos compartidos (con TEXTO en el nombre)",
+                "  /descargar ID [RUTA]  /get       descargar un archivo (a la carpeta actual si no indicas RUTA)",
+                "  /dejar ID           /unshare     dejar de compartir un archivo",
                 "  /ayuda              /help        esta ayuda",
                 "  salir               /quit        cerrar la sesión",
                 "Cualquier otra línea se envía a la sala actual; para enviar una que empiece por /, escribe //.",
@@ -319,6 +325,9 @@ impl Text<'_> {
                 Usage::Private => "Uso: /msg usuario texto".into(),
                 Usage::Who => "Uso: /who [#sala]".into(),
                 Usage::History => "Uso: /historial [#sala|@usuario] [N], con N entre 1 y 1000.".into(),
+                Usage::Share => "Uso: /compartir RUTA".into(),
+                Usage::Get => "Uso: /descargar ID [RUTA] (el ID es el que muestra /archivos)".into(),
+                Usage::Unshare => "Uso: /dejar ID".into(),
             },
             Text::RecentMessages => "Últimos mensajes:".into(),
             Text::HistoryHeader { count: 1 } => "Último mensaje:".into(),
@@ -422,6 +431,7 @@ impl Text<'_> {
                 "Error del servidor: el servidor en {addr} habla la versión {version} del protocolo y este cliente solo conoce la 1."
             ),
             Text::InputFailed { error } => format!("No se pudo leer la entrada: {error}."),
+            Text::File(text) => text.spanish(),
         }
     }
 
@@ -448,6 +458,10 @@ impl Text<'_> {
                 "  /msg user text      /privado     a private message",
                 "  /who [#room]        /quien       who is online (in the current room unless you name another)",
                 "  /history [#room|@user] [N]  /historial   the last N messages (20 if you give no N; at most 1000)",
+                "  /share PATH         /compartir   share a file with the others",
+                "  /files [TEXT]       /archivos    the files shared (with TEXT in their names)",
+                "  /get ID [PATH]      /descargar   download a file (to the current folder unless you give PATH)",
+                "  /unshare ID         /dejar       stop sharing a file",
                 "  /help               /ayuda       this help",
                 "  /quit               salir        log out",
                 "Any other line is sent to the current room; to send one that starts with /, type //.",
@@ -461,6 +475,9 @@ impl Text<'_> {
                 Usage::Private => "Usage: /msg user text".into(),
                 Usage::Who => "Usage: /who [#room]".into(),
                 Usage::History => "Usage: /history [#room|@user] [N], with N from 1 to 1000.".into(),
+                Usage::Share => "Usage: /share PATH".into(),
+                Usage::Get => "Usage: /get ID [PATH] (the ID that /files shows)".into(),
+                Usage::Unshare => "Usage: /unshare ID".into(),
             },
             Text::RecentMessages => "Recent messages:".into(),
             Text::HistoryHeader { count: 1 } => "The last message:".into(),
@@ -560,6 +577,470 @@ impl Text<'_> {
                 "Server error: the server at {addr} speaks protocol version {version} and this client only knows version 1."
             ),
             Text::InputFailed { error } => format!("Could not read the input: {error}."),
+            Text::File(text) => text.english(),
+        }
+    }
+}
+
+/// Why a file cannot be shared, for [`FileText::ShareFailed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareFailure<'a> {
+    /// Nothing at that path.
+    NotFound,
+    /// A folder.
+    Directory,
+    /// A device, a socket...
+    NotAFile,
+    /// It cannot be read, with the system's wording.
+    Unreadable(&'a str),
+    /// Its name has characters (or a length) the protocol refuses.
+    BadName,
+    /// It changed while it was being read.
+    Changed,
+}
+
+/// Why a download failed, for [`FileText::DownloadFailed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchFailure<'a> {
+    /// The owner or the relay could not be reached.
+    Unreachable {
+        /// Its address.
+        addr: &'a str,
+        /// The system's wording.
+        error: &'a str,
+    },
+    /// The owner or the relay answered `ERR CODE TEXT`.
+    Refused {
+        /// The code.
+        code: &'a str,
+        /// The English explanation.
+        text: &'a str,
+    },
+    /// The owner announced another size or SHA-256 than the offer's.
+    OtherFile,
+    /// The other side does not speak the protocol, or said nothing in time.
+    Garbled,
+    /// The other side closed without answering.
+    Closed,
+    /// The transfer ended early.
+    Short {
+        /// What came, human-readable.
+        got: &'a str,
+        /// What was announced, human-readable.
+        size: &'a str,
+    },
+    /// More bytes came than announced.
+    TooLong,
+    /// Nothing came for too long.
+    Stalled,
+    /// The SHA-256 of what came is not the offer's.
+    Mismatch,
+    /// A file appeared at the target meanwhile; it was left alone.
+    Exists,
+    /// The file cannot be written, with the system's wording.
+    Write(&'a str),
+}
+
+/// The sentences of file sharing (PROTOCOL.md 11): `/compartir`,
+/// `/archivos`, `/descargar`, `/dejar`, and what the transfers report.
+/// Sizes arrive already human-readable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileText<'a> {
+    /// A big file is being hashed before it is offered.
+    Hashing {
+        /// Its name.
+        name: &'a str,
+        /// Its size.
+        size: &'a str,
+    },
+    /// `OK SHARE`: the file is offered.
+    Shared {
+        /// The offer's id.
+        id: &'a str,
+        /// The file's name.
+        name: &'a str,
+        /// Its size.
+        size: &'a str,
+    },
+    /// The file cannot be shared.
+    ShareFailed {
+        /// The path as typed.
+        path: &'a str,
+        /// Why.
+        why: ShareFailure<'a>,
+    },
+    /// `invalid-file` for a file whose name and hash are fine: too big.
+    TooBig {
+        /// Its name.
+        name: &'a str,
+        /// Its size.
+        size: &'a str,
+    },
+    /// The endpoint could not be opened: offers go through the relay.
+    EndpointFailed {
+        /// The address tried.
+        addr: &'a str,
+        /// The system's wording.
+        error: &'a str,
+    },
+    /// The server refused the endpoint: offers go through the relay.
+    EndpointRefused,
+    /// Heads the `/archivos` listing.
+    FilesHeader {
+        /// How many follow.
+        count: usize,
+        /// The text searched for, if any.
+        query: Option<&'a str>,
+    },
+    /// `/archivos` found nothing.
+    NoFiles {
+        /// The text searched for, if any.
+        query: Option<&'a str>,
+    },
+    /// The listing stopped at the server's 100.
+    FilesCapped,
+    /// `OK UNSHARE`.
+    Unshared {
+        /// The offer's id.
+        id: &'a str,
+    },
+    /// `forbidden` for `UNSHARE`: another account's offer.
+    NotYours {
+        /// The offer's id.
+        id: &'a str,
+    },
+    /// No live offer has that id.
+    UnknownOffer {
+        /// The id as typed.
+        id: &'a str,
+        /// Whether the listing looked at was cut at 100.
+        capped: bool,
+    },
+    /// A download started.
+    Downloading {
+        /// The offer's name.
+        name: &'a str,
+        /// Its size.
+        size: &'a str,
+        /// Where it goes.
+        path: &'a str,
+    },
+    /// A download ended well.
+    Downloaded {
+        /// Where it is.
+        path: &'a str,
+        /// Its size.
+        size: &'a str,
+    },
+    /// A download failed; nothing was left behind.
+    DownloadFailed {
+        /// Where it would have gone.
+        path: &'a str,
+        /// Why.
+        why: FetchFailure<'a>,
+    },
+    /// The target exists and nobody can be asked: nothing is downloaded.
+    Exists {
+        /// The target.
+        path: &'a str,
+    },
+    /// The target exists: replace it?
+    AskOverwrite {
+        /// The target.
+        path: &'a str,
+    },
+    /// The person did not want it replaced.
+    NotOverwritten,
+    /// The offer's name could leave the folder (or is not allowed).
+    UnsafeName {
+        /// The name.
+        name: &'a str,
+    },
+    /// The folder to download into does not exist.
+    NoFolder {
+        /// The folder.
+        path: &'a str,
+    },
+    /// This client sent a file whole.
+    Served {
+        /// Its name.
+        name: &'a str,
+        /// Its size.
+        size: &'a str,
+    },
+    /// A file changed since it was shared: it was not sent.
+    ServeChanged {
+        /// The offer's id.
+        id: &'a str,
+        /// Its name.
+        name: &'a str,
+    },
+    /// Sending a file stopped half-way.
+    ServeInterrupted {
+        /// Its name.
+        name: &'a str,
+        /// What happened, in English.
+        reason: &'a str,
+    },
+    /// The relay could not be reached or refused this client's side.
+    RelayFailed {
+        /// The offer's id.
+        id: &'a str,
+        /// What happened, in English.
+        reason: &'a str,
+    },
+    /// After a failover, an offer is offered again under a new id.
+    Reshared {
+        /// Its name.
+        name: &'a str,
+        /// The id it had.
+        old: &'a str,
+        /// The id it has now.
+        new: &'a str,
+    },
+    /// After a failover, an offer could not be offered again.
+    ReshareDropped {
+        /// Its name.
+        name: &'a str,
+        /// The id it had.
+        old: &'a str,
+    },
+}
+
+/// indicatif's template for a progress bar: the label, the bar, bytes
+/// done of the total, the rate and the time left.
+pub fn bar_template(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Es => "{msg} [{bar:24}] {bytes}/{total_bytes} · {binary_bytes_per_sec} · quedan {eta}",
+        Lang::En => "{msg} [{bar:24}] {bytes}/{total_bytes} · {binary_bytes_per_sec} · {eta} left",
+    }
+}
+
+/// What a peer's refusal code means for the person downloading.
+fn fetch_refusal(code: &str, text: &str, lang: Lang) -> String {
+    let es = lang == Lang::Es;
+    let known = match code {
+        "used" if es => "la autorización de descarga ya se usó; vuelve a pedirlo con /descargar",
+        "used" => "the download ticket was already used; ask again with /get",
+        "expired" if es => "la autorización de descarga caducó; vuelve a pedirlo con /descargar",
+        "expired" => "the download ticket expired; ask again with /get",
+        "bad-ticket" if es => "quien lo ofrece no aceptó la autorización de descarga",
+        "bad-ticket" => "the owner did not accept the download ticket",
+        "no-such-file" if es => "quien lo ofrecía ya no lo ofrece",
+        "no-such-file" => "the owner no longer offers it",
+        "limit-reached" if es => "hay demasiadas transferencias a la vez; inténtalo más tarde",
+        "limit-reached" => "too many transfers at once; try again later",
+        "timeout" if es => "quien lo ofrece no llegó a tiempo al relé del servidor",
+        "timeout" => "the owner did not reach the server's relay in time",
+        "busy" if es => "el relé del servidor está saturado; inténtalo más tarde",
+        "busy" => "the server's relay is busy; try again later",
+        "internal" if es => "quien lo ofrece no puede leerlo",
+        "internal" => "the owner cannot read it",
+        _ if es => "el otro lado lo rechazó",
+        _ => "the other side refused",
+    };
+    match (code, text.is_empty()) {
+        ("internal", false) => format!("{known} ({text})"),
+        ("used" | "expired" | "bad-ticket" | "no-such-file" | "limit-reached" | "timeout" | "busy", _) => {
+            known.to_string()
+        }
+        (_, true) => format!("{known} ({code})"),
+        (_, false) => format!("{known} ({code}: {text})"),
+    }
+}
+
+impl FileText<'_> {
+    fn spanish(&self) -> String {
+        match *self {
+            FileText::Hashing { name, size } => format!("Calculando la huella SHA-256 de «{name}» ({size})…"),
+            FileText::Shared { id, name, size } => {
+                format!("Compartes «{name}» ({size}) con el id {id}; otros lo descargan con /descargar {id}.")
+            }
+            FileText::ShareFailed { path, why } => {
+                let why = match why {
+                    ShareFailure::NotFound => "no existe".to_string(),
+                    ShareFailure::Directory => "es una carpeta; comparte los archivos de uno en uno".to_string(),
+                    ShareFailure::NotAFile => "no es un archivo normal".to_string(),
+                    ShareFailure::Unreadable(error) => format!("no se puede leer ({error})"),
+                    ShareFailure::BadName => {
+                        "su nombre tiene caracteres que no se pueden compartir (/, \\, tabuladores, caracteres de control, espacios al principio o al final) o más de 255 caracteres".to_string()
+                    }
+                    ShareFailure::Changed => "cambió mientras se leía; vuelve a intentarlo".to_string(),
+                };
+                format!("No se puede compartir {path}: {why}.")
+            }
+            FileText::TooBig { name, size } => {
+                format!("El servidor no acepta «{name}»: {size} es más de lo que permite compartir.")
+            }
+            FileText::EndpointFailed { addr, error } => format!(
+                "No se pudo abrir {addr} para servir tus archivos ({error}); se enviarán a través del relé del servidor."
+            ),
+            FileText::EndpointRefused => {
+                "El servidor no aceptó la dirección para servir tus archivos; se enviarán a través de su relé.".into()
+            }
+            FileText::FilesHeader { count: 1, query: None } => "1 archivo compartido:".into(),
+            FileText::FilesHeader { count, query: None } => format!("{count} archivos compartidos:"),
+            FileText::FilesHeader {
+                count: 1,
+                query: Some(q),
+            } => format!("1 archivo compartido con «{q}» en el nombre:"),
+            FileText::FilesHeader { count, query: Some(q) } => {
+                format!("{count} archivos compartidos con «{q}» en el nombre:")
+            }
+            FileText::NoFiles { query: None } => "Nadie comparte archivos ahora.".into(),
+            FileText::NoFiles { query: Some(q) } => format!("Nadie comparte ahora un archivo con «{q}» en el nombre."),
+            FileText::FilesCapped => "(Solo se muestran los 100 primeros; afina con /archivos TEXTO.)".into(),
+            FileText::Unshared { id } => format!("Ya no compartes {id}."),
+            FileText::NotYours { id } => format!("{id} no es tuyo: solo quien lo comparte puede dejar de compartirlo."),
+            FileText::UnknownOffer { id, capped: false } => format!("Nadie ofrece ahora el archivo {id}."),
+            FileText::UnknownOffer { id, capped: true } => format!(
+                "No se encontró {id} entre los 100 primeros archivos; búscalo por su nombre con /archivos TEXTO y vuelve a intentarlo."
+            ),
+            FileText::Downloading { name, size, path } => format!("Descargando «{name}» ({size}) en {path}…"),
+            FileText::Downloaded { path, size } => {
+                format!("Descarga completa: {path} ({size}); la huella SHA-256 coincide.")
+            }
+            FileText::DownloadFailed { path, why } => {
+                let why = match why {
+                    FetchFailure::Unreachable { addr, error } => {
+                        format!("no se pudo conectar con quien lo ofrece en {addr} ({error})")
+                    }
+                    FetchFailure::Refused { code, text } => fetch_refusal(code, text, Lang::Es),
+                    FetchFailure::OtherFile => "quien lo ofrece anunció otro archivo (otro tamaño o huella)".into(),
+                    FetchFailure::Garbled => "el otro lado no respondió como debía".into(),
+                    FetchFailure::Closed => "el otro lado cerró la conexión sin responder".into(),
+                    FetchFailure::Short { got, size } => {
+                        format!("la transferencia se cortó a medias ({got} de {size})")
+                    }
+                    FetchFailure::TooLong => "el otro lado envió más bytes de los anunciados".into(),
+                    FetchFailure::Stalled => "la transferencia se detuvo demasiado tiempo".into(),
+                    FetchFailure::Mismatch => {
+                        "lo recibido no coincide con la huella SHA-256 del archivo ofrecido".into()
+                    }
+                    FetchFailure::Exists => "mientras tanto apareció un archivo con ese nombre, que no se tocó".into(),
+                    FetchFailure::Write(error) => format!("no se pudo escribir ({error})"),
+                };
+                format!("No se pudo descargar {path}: {why}. No quedó nada a medias.")
+            }
+            FileText::Exists { path } => {
+                format!("Ya existe {path} y no se sobrescribe: indica otra ruta (/descargar ID RUTA) o bórralo antes.")
+            }
+            FileText::AskOverwrite { path } => format!("Ya existe {path}. ¿Sobrescribirlo? (s/n):"),
+            FileText::NotOverwritten => "No se descargó nada.".into(),
+            FileText::UnsafeName { name } => {
+                format!("El nombre del archivo ofrecido («{name}») podría salir de la carpeta; no se descarga.")
+            }
+            FileText::NoFolder { path } => format!("No existe la carpeta {path}."),
+            FileText::Served { name, size } => format!("Se envió «{name}» ({size}) a quien lo pidió."),
+            FileText::ServeChanged { id, name } => format!(
+                "«{name}» ({id}) cambió desde que lo compartiste y no se envió; vuelve a compartirlo con /compartir (y /dejar {id})."
+            ),
+            FileText::ServeInterrupted { name, reason } => {
+                format!("Se interrumpió un envío de «{name}» ({reason}).")
+            }
+            FileText::RelayFailed { id, reason } => {
+                format!("No se pudo enviar {id} a través del relé del servidor ({reason}).")
+            }
+            FileText::Reshared { name, old, new } => {
+                format!("Tras reconectar, «{name}» se comparte de nuevo con el id {new} (antes {old}).")
+            }
+            FileText::ReshareDropped { name, old } => {
+                format!("Tras reconectar, «{name}» (antes {old}) ya no se comparte: cambió o no se puede leer.")
+            }
+        }
+    }
+
+    fn english(&self) -> String {
+        match *self {
+            FileText::Hashing { name, size } => format!("Computing the SHA-256 of “{name}” ({size})…"),
+            FileText::Shared { id, name, size } => {
+                format!("You are sharing “{name}” ({size}) as {id}; others download it with /get {id}.")
+            }
+            FileText::ShareFailed { path, why } => {
+                let why = match why {
+                    ShareFailure::NotFound => "no such file".to_string(),
+                    ShareFailure::Directory => "it is a folder; share its files one by one".to_string(),
+                    ShareFailure::NotAFile => "it is not a regular file".to_string(),
+                    ShareFailure::Unreadable(error) => format!("it cannot be read ({error})"),
+                    ShareFailure::BadName => {
+                        "its name has characters that cannot be shared (/, \\, tabs, control characters, leading or trailing spaces) or more than 255 characters".to_string()
+                    }
+                    ShareFailure::Changed => "it changed while it was being read; try again".to_string(),
+                };
+                format!("Cannot share {path}: {why}.")
+            }
+            FileText::TooBig { name, size } => {
+                format!("The server does not accept “{name}”: {size} is more than it allows to share.")
+            }
+            FileText::EndpointFailed { addr, error } => {
+                format!("Could not open {addr} to serve your files ({error}); they will go through the server's relay.")
+            }
+            FileText::EndpointRefused => {
+                "The server did not accept the address to serve your files; they will go through its relay.".into()
+            }
+            FileText::FilesHeader { count: 1, query: None } => "1 shared file:".into(),
+            FileText::FilesHeader { count, query: None } => format!("{count} shared files:"),
+            FileText::FilesHeader {
+                count: 1,
+                query: Some(q),
+            } => format!("1 shared file with “{q}” in its name:"),
+            FileText::FilesHeader { count, query: Some(q) } => {
+                format!("{count} shared files with “{q}” in their names:")
+            }
+            FileText::NoFiles { query: None } => "Nobody is sharing files now.".into(),
+            FileText::NoFiles { query: Some(q) } => format!("Nobody is sharing a file with “{q}” in its name now."),
+            FileText::FilesCapped => "(Only the first 100 are shown; narrow it with /files TEXT.)".into(),
+            FileText::Unshared { id } => format!("You no longer share {id}."),
+            FileText::NotYours { id } => format!("{id} is not yours: only whoever shares it can stop sharing it."),
+            FileText::UnknownOffer { id, capped: false } => format!("Nobody is offering the file {id} now."),
+            FileText::UnknownOffer { id, capped: true } => {
+                format!("{id} is not among the first 100 files; look it up by name with /files TEXT and try again.")
+            }
+            FileText::Downloading { name, size, path } => format!("Downloading “{name}” ({size}) to {path}…"),
+            FileText::Downloaded { path, size } => {
+                format!("Download complete: {path} ({size}); its SHA-256 matches.")
+            }
+            FileText::DownloadFailed { path, why } => {
+                let why = match why {
+                    FetchFailure::Unreachable { addr, error } => {
+                        format!("could not connect to the owner at {addr} ({error})")
+                    }
+                    FetchFailure::Refused { code, text } => fetch_refusal(code, text, Lang::En),
+                    FetchFailure::OtherFile => "the owner announced another file (another size or SHA-256)".into(),
+                    FetchFailure::Garbled => "the other side did not answer as it should".into(),
+                    FetchFailure::Closed => "the other side closed the connection without answering".into(),
+                    FetchFailure::Short { got, size } => format!("the transfer was cut half-way ({got} of {size})"),
+                    FetchFailure::TooLong => "the other side sent more bytes than it announced".into(),
+                    FetchFailure::Stalled => "the transfer stalled for too long".into(),
+                    FetchFailure::Mismatch => "what arrived does not match the offered file's SHA-256".into(),
+                    FetchFailure::Exists => "a file with that name appeared meanwhile, and was left alone".into(),
+                    FetchFailure::Write(error) => format!("it could not be written ({error})"),
+                };
+                format!("Could not download {path}: {why}. Nothing partial was left.")
+            }
+            FileText::Exists { path } => format!(
+                "{path} already exists and is not overwritten: give another path (/get ID PATH) or delete it first."
+            ),
+            FileText::AskOverwrite { path } => format!("{path} already exists. Overwrite it? (y/n):"),
+            FileText::NotOverwritten => "Nothing was downloaded.".into(),
+            FileText::UnsafeName { name } => {
+                format!("The offered file's name (“{name}”) could leave the folder; it is not downloaded.")
+            }
+            FileText::NoFolder { path } => format!("There is no folder {path}."),
+            FileText::Served { name, size } => format!("Sent “{name}” ({size}) to whoever asked for it."),
+            FileText::ServeChanged { id, name } => format!(
+                "“{name}” ({id}) changed since you shared it and was not sent; share it again with /share (and /unshare {id})."
+            ),
+            FileText::ServeInterrupted { name, reason } => format!("Sending “{name}” was interrupted ({reason})."),
+            FileText::RelayFailed { id, reason } => {
+                format!("Could not send {id} through the server's relay ({reason}).")
+            }
+            FileText::Reshared { name, old, new } => {
+                format!("After reconnecting, “{name}” is shared again as {new} (it was {old}).")
+            }
+            FileText::ReshareDropped { name, old } => format!(
+                "After reconnecting, “{name}” (it was {old}) is no longer shared: it changed or cannot be read."
+            ),
         }
     }
 }
@@ -797,6 +1278,12 @@ mod tests {
                 server_text: "new thing",
             },
         ];
+        for usage in [Usage::Share, Usage::Get, Usage::Unshare] {
+            all.push(Text::Usage(usage));
+        }
+        for text in every_file_text() {
+            all.push(Text::File(text));
+        }
         for why in [Interruption::Lost, Interruption::NoReply, Interruption::ShuttingDown] {
             all.push(Text::Reconnecting {
                 addr: "h:1",
@@ -819,6 +1306,119 @@ mod tests {
                 code: Some(code),
                 server_text: code.default_text(),
             });
+        }
+        all
+    }
+
+    /// One of every file-sharing sentence.
+    fn every_file_text() -> Vec<FileText<'static>> {
+        let mut all = vec![
+            FileText::Hashing { name: "a", size: "1 B" },
+            FileText::Shared {
+                id: "f1",
+                name: "a",
+                size: "1 B",
+            },
+            FileText::TooBig { name: "a", size: "1 B" },
+            FileText::EndpointFailed {
+                addr: "h:1",
+                error: "boom",
+            },
+            FileText::EndpointRefused,
+            FileText::FilesHeader { count: 1, query: None },
+            FileText::FilesHeader { count: 2, query: None },
+            FileText::FilesHeader {
+                count: 1,
+                query: Some("x"),
+            },
+            FileText::FilesHeader {
+                count: 2,
+                query: Some("x"),
+            },
+            FileText::NoFiles { query: None },
+            FileText::NoFiles { query: Some("x") },
+            FileText::FilesCapped,
+            FileText::Unshared { id: "f1" },
+            FileText::NotYours { id: "f1" },
+            FileText::UnknownOffer {
+                id: "f1",
+                capped: false,
+            },
+            FileText::UnknownOffer { id: "f1", capped: true },
+            FileText::Downloading {
+                name: "a",
+                size: "1 B",
+                path: "/t/a",
+            },
+            FileText::Downloaded {
+                path: "/t/a",
+                size: "1 B",
+            },
+            FileText::Exists { path: "/t/a" },
+            FileText::AskOverwrite { path: "/t/a" },
+            FileText::NotOverwritten,
+            FileText::UnsafeName { name: ".." },
+            FileText::NoFolder { path: "/t" },
+            FileText::Served { name: "a", size: "1 B" },
+            FileText::ServeChanged { id: "f1", name: "a" },
+            FileText::ServeInterrupted {
+                name: "a",
+                reason: "gone",
+            },
+            FileText::RelayFailed {
+                id: "f1",
+                reason: "gone",
+            },
+            FileText::Reshared {
+                name: "a",
+                old: "f1",
+                new: "f2",
+            },
+            FileText::ReshareDropped { name: "a", old: "f1" },
+        ];
+        for why in [
+            ShareFailure::NotFound,
+            ShareFailure::Directory,
+            ShareFailure::NotAFile,
+            ShareFailure::Unreadable("boom"),
+            ShareFailure::BadName,
+            ShareFailure::Changed,
+        ] {
+            all.push(FileText::ShareFailed { path: "/t/a", why });
+        }
+        let mut failures = vec![
+            FetchFailure::Unreachable {
+                addr: "h:1",
+                error: "boom",
+            },
+            FetchFailure::OtherFile,
+            FetchFailure::Garbled,
+            FetchFailure::Closed,
+            FetchFailure::Short {
+                got: "1 B",
+                size: "2 B",
+            },
+            FetchFailure::TooLong,
+            FetchFailure::Stalled,
+            FetchFailure::Mismatch,
+            FetchFailure::Exists,
+            FetchFailure::Write("boom"),
+        ];
+        for code in [
+            "used",
+            "expired",
+            "bad-ticket",
+            "no-such-file",
+            "limit-reached",
+            "timeout",
+            "busy",
+            "internal",
+            "new-code",
+        ] {
+            failures.push(FetchFailure::Refused { code, text: "why" });
+        }
+        for why in failures {
+            all.push(FileText::DownloadFailed { path: "/t/a", why });
         }
         all
     }
@@ -860,6 +1460,10 @@ mod tests {
             ("/historial", "/history"),
             ("/ayuda", "/help"),
             ("salir", "/quit"),
+            ("/compartir", "/share"),
+            ("/archivos", "/files"),
+            ("/descargar", "/get"),
+            ("/dejar", "/unshare"),
         ];
         for lang in [Lang::Es, Lang::En] {
             let help = Text::Help.render(lang);

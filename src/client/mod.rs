@@ -26,6 +26,15 @@
 //! - [`display`]: how messages and lists from the network look on screen,
 //!   each message saying where it belongs (lobby, `#sala`, `privado`).
 //! - [`i18n`]: every sentence, in Spanish and English.
+//! - [`share`]: sharing files (PROTOCOL.md 11): the offers this client
+//!   made, hashing a file before it is offered, and the endpoint that
+//!   serves them directly and through the server's relay.
+//! - [`download`]: fetching an offer into a file: where it goes (never
+//!   outside the folder asked for), and the thread that brings it,
+//!   verified, leaving nothing partial behind.
+//! - [`peer`]: the byte protocol between two clients (docs/PROTOCOL.md
+//!   11.3–11.4), pure, and its bounded line reader.
+//! - [`bar`]: progress bars (indicatif) drawn in the console's status rows.
 //!
 //! The reader thread only reads the socket; the input side (one plain input
 //! thread, or on a terminal the `keys` and `terminal` threads of
@@ -38,6 +47,11 @@
 //! (refused, lost, no reply), server (`BYE`, `internal`, a broken protocol)
 //! or database (`db-error`), and each level ends the program with its own
 //! exit code ([`exit`]).
+//!
+//! Files shared and downloaded travel on threads of their own, between the
+//! clients (or through the server's relay), never through the chat's
+//! connection; their outcomes reach the main thread on channels and are
+//! printed above the prompt like any other event.
 //!
 //! Once logged in, a lost connection does not end the chat at once: the
 //! client reconnects (to any of the `--server` addresses, for up to
@@ -52,14 +66,18 @@ use thiserror::Error;
 
 use crate::core::code::ErrorCode;
 
+pub mod bar;
 pub mod connection;
 pub mod console;
 pub mod display;
+pub mod download;
 pub mod editor;
 pub mod failover;
 pub mod i18n;
+pub mod peer;
 pub mod rooms;
 pub mod session;
+pub mod share;
 pub mod typed;
 
 use connection::Connection;
@@ -97,6 +115,11 @@ pub struct Options {
     /// How long a chat that lost its server keeps trying to reconnect;
     /// zero ends it at once, as a lost connection always did.
     pub reconnect_for: Duration,
+    /// Where this client serves the files it shares (`--share-addr`).
+    pub share_addr: share::ShareAddr,
+    /// The address other clients are told to fetch from, when it is not
+    /// the one listened on (`--share-announce`, behind NAT say).
+    pub share_announce: Option<String>,
 }
 
 /// Why a session ended other than by the user leaving.

@@ -40,22 +40,46 @@
 //!    `QUIT`. Nothing is rejoined: membership lives on the server. The
 //!    current room stays.
 //!
+//! Offers end with their session on the server, so after a failover the
+//! client shares again every file it was sharing (unchanged on disk; the
+//! others are dropped, and the person told), under new ids, and announces
+//! its endpoint again (a new session has a new ticket key). The person is
+//! told each new id.
+//!
+//! # Files (PROTOCOL.md 11)
+//!
+//! `/compartir` hashes the file on a thread ([`share`]), then opens the
+//! endpoint (the first time: `ENDPOINT HOST:PORT`) and sends `SHARE`.
+//! `/archivos` sends `FILES`; its `FILE` lines come before `OK FILES n`
+//! and are also remembered, as the server's word on each offer's size and
+//! SHA-256. `/descargar` looks the id up there (sending `FILES` first when
+//! it is not), settles the target (asking before replacing a file, on a
+//! terminal only), sends `FETCH`, and hands the ticket to a download
+//! thread ([`download`]). Transfers report on channels the main thread
+//! waits on with everything else.
+//!
 //! `salir` during a failover leaves at once when nothing typed would be
 //! lost; otherwise the client first tries to deliver it. When the time is
 //! up the chat ends with the connection level's exit status.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::Local;
-use crossbeam_channel::{Receiver, select};
+use crossbeam_channel::{Receiver, Sender, select};
 
+use super::bar::TransferBar;
 use super::connection::{Connection, Incoming};
-use super::console::{Ask, Console, Input};
+use super::console::{Ask, Console, Input, StatusRows};
 use super::display::{self, Post, SeenIds};
+use super::download::{self, DownloadError, Job, Report, TargetError};
 use super::failover::{self, Attempt, Backoff, Progress, SYNC_PAGE};
-use super::i18n::{Interruption, Lang, Text};
+use super::i18n::{FetchFailure, FileText, Interruption, Lang, ShareFailure, Text};
 use super::rooms::Rooms;
+use super::share::{self, LocalOffer, Notice, ShareAddr, ShareError, Shelf, Uploads};
 use super::typed::{DEFAULT_HISTORY, Target, Typed};
 use super::{ClientError, Options};
 use crate::core::code::ErrorCode;
@@ -77,6 +101,10 @@ const EXCERPT: usize = 40;
 /// How long after its deadline the reconnect thread is waited for before
 /// the chat gives up without its report.
 const REPORT_SLACK: Duration = Duration::from_secs(2);
+
+/// Offers remembered from `FILES` listings, at most; past it the oldest
+/// knowledge is dropped (a `FILES` brings it back).
+const LISTED_KEPT: usize = 10_000;
 
 /// Milliseconds since the Unix epoch by this machine's clock (0 if the
 /// clock is before 1970).
@@ -173,6 +201,105 @@ enum Sent {
         /// Whether this is `SYNC`, which pages.
         paged: bool,
     },
+    /// `ENDPOINT HOST:PORT`: its `OK` brings the session's ticket key.
+    Endpoint,
+    /// `SHARE SIZE SHA256 NAME`.
+    Share {
+        /// The file offered.
+        offer: LocalOffer,
+        /// The id it had in the session before a failover, if any.
+        replaces: Option<String>,
+    },
+    /// `UNSHARE FILEID`.
+    Unshare {
+        /// The offer.
+        id: String,
+    },
+    /// `FILES [QUERY]`: a listing, or the look-up before a download.
+    Files {
+        /// The text searched for (may be empty).
+        query: String,
+        /// The download that waits for the listing, if any.
+        then: Option<Wanted>,
+    },
+    /// `FETCH FILEID`: its `OK` starts the download.
+    Fetch {
+        /// The offer, as the server lists it.
+        offer: Listed,
+        /// Where it goes.
+        target: PathBuf,
+        /// Whether the person agreed to replace the target.
+        overwrite: bool,
+    },
+}
+
+/// An offer as the server's `FILES` lists it: the word that counts on its
+/// size and SHA-256.
+#[derive(Clone, Debug)]
+struct Listed {
+    /// Its id.
+    id: String,
+    /// Its size.
+    size: u64,
+    /// Its SHA-256.
+    sha256: String,
+    /// The offering username.
+    owner: String,
+    /// Its name.
+    name: String,
+}
+
+/// A `/descargar` waiting for a `FILES` listing to know the offer.
+#[derive(Clone, Debug)]
+struct Wanted {
+    /// The id typed.
+    id: String,
+    /// The path typed, if any.
+    path: Option<String>,
+}
+
+/// Whether this client serves its offers itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Endpoint {
+    /// Not yet: it opens when the first file is shared.
+    Unopened,
+    /// Listening, announced as this `HOST:PORT`.
+    Open(String),
+    /// None: offers go through the relay.
+    Relayed,
+}
+
+/// What the session knows and holds for sharing files.
+struct Files {
+    /// The offers this client made.
+    shelf: Shelf,
+    /// The endpoint serving them.
+    uploads: Arc<Uploads>,
+    /// What the hashing and upload threads report.
+    notices: Receiver<Notice>,
+    /// Where hashing threads report.
+    notify: Sender<Notice>,
+    /// What download threads report.
+    reports: Receiver<Report>,
+    /// Where download threads report.
+    report: Sender<Report>,
+    /// `--share-addr`.
+    share_addr: ShareAddr,
+    /// `--share-announce`.
+    announce: Option<String>,
+    /// The endpoint's state.
+    endpoint: Endpoint,
+    /// Offers from the `FILES` listings seen, by id.
+    listed: HashMap<String, Listed>,
+    /// `FILE` lines of the `FILES` being answered.
+    lines: Vec<Listed>,
+    /// A download waiting for the person to say whether to replace its
+    /// target.
+    question: Option<(Listed, PathBuf)>,
+    /// The address this client reaches the server from.
+    local_ip: Option<IpAddr>,
+    /// Where progress bars are drawn (on a terminal only).
+    rows: Option<StatusRows>,
 }
 
 impl Sent {
@@ -192,6 +319,11 @@ impl Sent {
             Sent::Relogin => "LOGIN",
             Sent::CatchUp { paged: true } => "SYNC",
             Sent::CatchUp { paged: false } => "HISTORY",
+            Sent::Endpoint => "ENDPOINT",
+            Sent::Share { .. } => "SHARE",
+            Sent::Unshare { .. } => "UNSHARE",
+            Sent::Files { .. } => "FILES",
+            Sent::Fetch { .. } => "FETCH",
         }
     }
 
@@ -201,7 +333,7 @@ impl Sent {
     fn holds_input(&self) -> bool {
         matches!(
             self,
-            Sent::History { .. } | Sent::Who { .. } | Sent::Rooms { .. } | Sent::Join | Sent::Part
+            Sent::History { .. } | Sent::Who { .. } | Sent::Rooms { .. } | Sent::Join | Sent::Part | Sent::Files { .. }
         )
     }
 }
@@ -231,6 +363,10 @@ enum Event {
     Timeout,
     /// The reconnect thread's report.
     Reconnected(Attempt),
+    /// A hashing or upload thread's report.
+    Shared(Notice),
+    /// A download thread's report.
+    Fetched(Report),
 }
 
 /// The state of the link to the server.
@@ -330,11 +466,33 @@ struct Session<'c> {
     has_rooms: bool,
     /// Set by `BYE`: its code and text, and how long to wait for the close.
     closing: Option<(Option<ErrorCode>, String, Instant)>,
+    /// Sharing files.
+    files: Files,
 }
 
 impl<'c> Session<'c> {
     fn new(console: &'c mut Console, connection: Connection, server: usize, options: &Options) -> Session<'c> {
+        let (notify, notices) = crossbeam_channel::unbounded();
+        let (report, reports) = crossbeam_channel::unbounded();
+        let shelf = Shelf::default();
+        let files = Files {
+            uploads: Uploads::new(shelf.clone(), notify.clone()),
+            shelf,
+            notices,
+            notify,
+            reports,
+            report,
+            share_addr: options.share_addr,
+            announce: options.share_announce.clone(),
+            endpoint: Endpoint::Unopened,
+            listed: HashMap::new(),
+            lines: Vec::new(),
+            question: None,
+            local_ip: connection.local_addr().map(|addr| addr.ip()),
+            rows: console.status_rows(),
+        };
         Session {
+            files,
             console,
             connection: Some(connection),
             servers: options.servers.clone(),
@@ -508,6 +666,8 @@ impl<'c> Session<'c> {
                 Event::Timeout => return Err(self.timed_out()),
                 // Only a chat reconnects.
                 Event::Reconnected(_) => {}
+                Event::Shared(notice) => self.on_notice(notice)?,
+                Event::Fetched(report) => self.on_report(report),
             }
         }
     }
@@ -541,6 +701,8 @@ impl<'c> Session<'c> {
                 Event::Signal => return Err(ClientError::Interrupted),
                 Event::Timeout => return Err(self.timed_out()),
                 Event::Reconnected(_) => {}
+                Event::Shared(notice) => self.on_notice(notice)?,
+                Event::Fetched(report) => self.on_report(report),
             }
         }
     }
@@ -597,6 +759,7 @@ impl<'c> Session<'c> {
                 Some(Done::Quit) => return Ok(true),
                 Some(Done::Account(_)) | None => {}
             },
+            Event::Input(Input::Line(line)) if self.files.question.is_some() => self.overwrite_answer(&line)?,
             Event::Input(Input::Line(line)) => {
                 // Leaving even if the `QUIT` cannot be written now.
                 *leaving |= Typed::parse(&line) == Typed::Quit;
@@ -611,6 +774,8 @@ impl<'c> Session<'c> {
             Event::Input(Input::Failed(error)) => return Err(ClientError::Input(error)),
             Event::Timeout => return Err(self.timed_out()),
             Event::Reconnected(attempt) => self.reconnected(attempt)?,
+            Event::Shared(notice) => self.on_notice(notice)?,
+            Event::Fetched(report) => self.on_report(report),
         }
         Ok(false)
     }
@@ -624,10 +789,12 @@ impl<'c> Session<'c> {
 
     /// Whether a reply that holds the next typed line back is still to come.
     fn input_held(&self) -> bool {
-        self.pending
-            .iter()
-            .chain(&self.unsent)
-            .any(|pending| pending.command.holds_input())
+        self.files.question.is_some()
+            || self
+                .pending
+                .iter()
+                .chain(&self.unsent)
+                .any(|pending| pending.command.holds_input())
     }
 
     /// Acts on one typed line.
@@ -682,6 +849,23 @@ impl<'c> Session<'c> {
                 }
                 None => self.say(Text::NotInRoom { room }),
             },
+            Typed::Share(path) => self.share_path(path),
+            Typed::Files(query) => {
+                let line = if query.is_empty() {
+                    "FILES".to_string()
+                } else {
+                    format!("FILES {query}")
+                };
+                self.send(
+                    Sent::Files {
+                        query: query.to_string(),
+                        then: None,
+                    },
+                    &line,
+                )?;
+            }
+            Typed::Get { id, path } => self.get(id, path)?,
+            Typed::Unshare(id) => self.send(Sent::Unshare { id: id.to_string() }, &format!("UNSHARE {id}"))?,
             Typed::Help => self.say(Text::Help),
             Typed::Usage(usage) => self.say(Text::Usage(usage)),
             Typed::Invalid(code) => self.refused(Some(code), ""),
@@ -756,6 +940,26 @@ impl<'c> Session<'c> {
                 self.room_lines.push((name, members, member));
                 Ok(None)
             }
+            ServerLine::File {
+                id,
+                size,
+                sha256,
+                owner,
+                name,
+            } if matches!(self.front(), Some(Sent::Files { .. })) => {
+                self.files.lines.push(Listed {
+                    id,
+                    size,
+                    sha256,
+                    owner,
+                    name,
+                });
+                Ok(None)
+            }
+            ServerLine::Relay { file, ticket, addr } => {
+                self.files.uploads.relay(file, ticket, addr);
+                Ok(None)
+            }
             ServerLine::Enter { room, user } => {
                 if user.eq_ignore_ascii_case(&self.username) {
                     // This account joined from another session.
@@ -795,10 +999,7 @@ impl<'c> Session<'c> {
                 self.closing = Some((code, text, Instant::now() + BYE_GRACE));
                 Ok(None)
             }
-            // File sharing (PROTOCOL.md 11): this client shares nothing yet,
-            // so it is never sent these.
-            ServerLine::File { .. } | ServerLine::Relay { .. } => Ok(None),
-            ServerLine::User { .. } | ServerLine::Room { .. } | ServerLine::Hello { .. } => {
+            ServerLine::User { .. } | ServerLine::Room { .. } | ServerLine::File { .. } | ServerLine::Hello { .. } => {
                 self.say(Text::IgnoredServerLine);
                 Ok(None)
             }
@@ -881,6 +1082,30 @@ impl<'c> Session<'c> {
             Sent::Rooms { initial } => {
                 self.show_rooms(initial, reply);
                 Ok(initial.then_some(Done::Ready))
+            }
+            Sent::Endpoint => {
+                self.endpoint_answered(reply);
+                Ok(None)
+            }
+            Sent::Share { offer, replaces } => {
+                self.shared(offer, replaces, reply);
+                Ok(None)
+            }
+            Sent::Unshare { id } => {
+                self.unshared(&id, reply);
+                Ok(None)
+            }
+            Sent::Files { query, then } => {
+                self.listed(&query, then, reply)?;
+                Ok(None)
+            }
+            Sent::Fetch {
+                offer,
+                target,
+                overwrite,
+            } => {
+                self.fetched(offer, target, overwrite, reply);
+                Ok(None)
             }
             Sent::Join => {
                 match reply {
@@ -1032,6 +1257,467 @@ impl<'c> Session<'c> {
         }
     }
 
+    // ----- files ----------------------------------------------------------
+
+    /// `/compartir RUTA`: checks the file and hashes it on a thread; the
+    /// `SHARE` goes when the hash is ready ([`Session::on_notice`]).
+    fn share_path(&mut self, typed: &str) {
+        let path = PathBuf::from(typed);
+        match share::open(&path) {
+            Ok((file, offer)) => {
+                let bar = if share::hash_bar_wanted(offer.size) {
+                    let name = validate::for_display(&offer.name);
+                    let size = display::human_size(offer.size, self.lang);
+                    self.say(Text::File(FileText::Hashing {
+                        name: &name,
+                        size: &size,
+                    }));
+                    TransferBar::new(
+                        self.files.rows.as_ref(),
+                        offer.size,
+                        &format!("SHA-256 {name}"),
+                        self.lang,
+                    )
+                } else {
+                    TransferBar::hidden()
+                };
+                share::hash_in_background(file, offer, bar, self.files.notify.clone());
+            }
+            Err(error) => self.share_failed(&path, &error),
+        }
+    }
+
+    /// Tells why `path` cannot be shared.
+    fn share_failed(&mut self, path: &Path, error: &ShareError) {
+        let os_error;
+        let why = match error {
+            ShareError::NotFound => ShareFailure::NotFound,
+            ShareError::Directory => ShareFailure::Directory,
+            ShareError::NotAFile => ShareFailure::NotAFile,
+            ShareError::BadName => ShareFailure::BadName,
+            ShareError::Changed => ShareFailure::Changed,
+            ShareError::Unreadable(error) => {
+                os_error = error.to_string();
+                ShareFailure::Unreadable(&os_error)
+            }
+        };
+        let path = validate::for_display(&path.display().to_string());
+        self.say(Text::File(FileText::ShareFailed { path: &path, why }));
+    }
+
+    /// A hashing or upload thread's report.
+    fn on_notice(&mut self, notice: Notice) -> Result<(), ClientError> {
+        match notice {
+            Notice::Hashed(offer) => return self.offer(offer, None),
+            Notice::HashFailed { path, error } => self.share_failed(&path, &error),
+            Notice::Served { name, size } => {
+                let size = display::human_size(size, self.lang);
+                let name = validate::for_display(&name);
+                self.say(Text::File(FileText::Served {
+                    name: &name,
+                    size: &size,
+                }));
+            }
+            Notice::Changed { id, name } => {
+                let name = validate::for_display(&name);
+                self.say(Text::File(FileText::ServeChanged { id: &id, name: &name }));
+            }
+            Notice::Interrupted { name, reason } => {
+                let name = validate::for_display(&name);
+                let reason = validate::for_display(&reason);
+                self.say(Text::File(FileText::ServeInterrupted {
+                    name: &name,
+                    reason: &reason,
+                }));
+            }
+            Notice::RelayFailed { id, reason } => {
+                let reason = validate::for_display(&reason);
+                self.say(Text::File(FileText::RelayFailed {
+                    id: &id,
+                    reason: &reason,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Offers a hashed file: the endpoint first, the first time.
+    fn offer(&mut self, offer: LocalOffer, replaces: Option<String>) -> Result<(), ClientError> {
+        self.open_endpoint()?;
+        let line = format!("SHARE {} {} {}", offer.size, offer.sha256, offer.name);
+        self.send(Sent::Share { offer, replaces }, &line)
+    }
+
+    /// Opens the endpoint and announces it, unless that was done (or
+    /// tried) before or `--share-addr none` says not to. If it cannot be
+    /// opened, nothing is announced: the offers go through the relay.
+    fn open_endpoint(&mut self) -> Result<(), ClientError> {
+        if self.files.endpoint != Endpoint::Unopened {
+            return Ok(());
+        }
+        let local = self.files.local_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let bind = match self.files.share_addr {
+            ShareAddr::Relayed => {
+                self.files.endpoint = Endpoint::Relayed;
+                return Ok(());
+            }
+            ShareAddr::Auto => SocketAddr::new(local, 0),
+            ShareAddr::At(addr) => addr,
+        };
+        match self.files.uploads.listen(bind) {
+            Ok(bound) => {
+                let announced = self.files.announce.clone().unwrap_or_else(|| {
+                    let ip = if bound.ip().is_unspecified() { local } else { bound.ip() };
+                    SocketAddr::new(ip, bound.port()).to_string()
+                });
+                self.files.endpoint = Endpoint::Open(announced.clone());
+                self.send(Sent::Endpoint, &format!("ENDPOINT {announced}"))
+            }
+            Err(error) => {
+                self.files.endpoint = Endpoint::Relayed;
+                let error = error.to_string();
+                self.say(Text::File(FileText::EndpointFailed {
+                    addr: &bind.to_string(),
+                    error: &error,
+                }));
+                Ok(())
+            }
+        }
+    }
+
+    /// `OK ENDPOINT HOST:PORT KEY`: the key checks the tickets fetchers
+    /// bring. A refusal leaves the offers to the relay.
+    fn endpoint_answered(&mut self, reply: Reply) {
+        let key = reply
+            .as_ref()
+            .ok()
+            .and_then(|fields| fields.rsplit(' ').next())
+            .filter(|key| key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
+        match key {
+            Some(key) => self.files.uploads.set_key(Some(key.to_ascii_lowercase())),
+            None => {
+                self.files.endpoint = Endpoint::Relayed;
+                self.say(Text::File(FileText::EndpointRefused));
+            }
+        }
+    }
+
+    /// The reply to `SHARE`.
+    fn shared(&mut self, offer: LocalOffer, replaces: Option<String>, reply: Reply) {
+        let name = validate::for_display(&offer.name);
+        let size = display::human_size(offer.size, self.lang);
+        match reply {
+            Ok(fields) if validate::is_token(fields.trim()) => {
+                let id = fields.trim().to_string();
+                self.files.shelf.add(&id, offer);
+                match replaces {
+                    Some(old) => self.say(Text::File(FileText::Reshared {
+                        name: &name,
+                        old: &old,
+                        new: &id,
+                    })),
+                    None => self.say(Text::File(FileText::Shared {
+                        id: &id,
+                        name: &name,
+                        size: &size,
+                    })),
+                }
+            }
+            Ok(_) => self.say(Text::IgnoredServerLine),
+            Err(_) if replaces.is_some() => {
+                let old = replaces.unwrap_or_default();
+                self.say(Text::File(FileText::ReshareDropped { name: &name, old: &old }));
+            }
+            // The name and the SHA-256 were checked here: the size is what
+            // the server refuses.
+            Err((Some(ErrorCode::InvalidFile), _)) => {
+                self.say(Text::File(FileText::TooBig {
+                    name: &name,
+                    size: &size,
+                }));
+            }
+            Err((code, text)) => self.refused(code, &text),
+        }
+    }
+
+    /// The reply to `UNSHARE`.
+    fn unshared(&mut self, id: &str, reply: Reply) {
+        match reply {
+            Ok(_) => {
+                self.files.shelf.remove(id);
+                self.say(Text::File(FileText::Unshared { id }));
+            }
+            Err((Some(ErrorCode::Forbidden), _)) => self.say(Text::File(FileText::NotYours { id })),
+            Err((Some(ErrorCode::NoSuchFile), _)) => {
+                self.files.shelf.remove(id);
+                self.say(Text::File(FileText::UnknownOffer { id, capped: false }));
+            }
+            Err((code, text)) => self.refused(code, &text),
+        }
+    }
+
+    /// The end of a `FILES` reply: remembered, then listed, or looked in
+    /// for the download that waited for it.
+    fn listed(&mut self, query: &str, then: Option<Wanted>, reply: Reply) -> Result<(), ClientError> {
+        let lines = std::mem::take(&mut self.files.lines);
+        if let Err((code, text)) = reply {
+            self.refused(code, &text);
+            return Ok(());
+        }
+        if self.files.listed.len() + lines.len() > LISTED_KEPT {
+            self.files.listed.clear();
+        }
+        for offer in &lines {
+            self.files.listed.insert(offer.id.clone(), offer.clone());
+        }
+        let capped = lines.len() >= crate::core::files::MAX_LISTED;
+        if let Some(wanted) = then {
+            return match self.files.listed.get(&wanted.id).cloned() {
+                Some(offer) => self.prepare_fetch(offer, wanted.path.as_deref()),
+                None => {
+                    let id = validate::for_display(&wanted.id);
+                    self.say(Text::File(FileText::UnknownOffer { id: &id, capped }));
+                    Ok(())
+                }
+            };
+        }
+        let query = validate::for_display(query.trim_matches([' ', '\t']));
+        let query = (!query.is_empty()).then_some(query.as_str());
+        if lines.is_empty() {
+            self.say(Text::File(FileText::NoFiles { query }));
+            return Ok(());
+        }
+        self.say(Text::File(FileText::FilesHeader {
+            count: lines.len(),
+            query,
+        }));
+        for offer in &lines {
+            let line = display::file_line(&offer.id, offer.size, &offer.owner, &offer.name, self.lang);
+            self.console.say(&line);
+        }
+        if capped {
+            self.say(Text::File(FileText::FilesCapped));
+        }
+        Ok(())
+    }
+
+    /// `/descargar ID [RUTA]`: the offer as the server listed it (asking
+    /// `FILES` first when it was never listed), then the target.
+    fn get(&mut self, id: &str, path: Option<&str>) -> Result<(), ClientError> {
+        if let Some(offer) = self.files.listed.get(id).cloned() {
+            return self.prepare_fetch(offer, path);
+        }
+        let wanted = Wanted {
+            id: id.to_string(),
+            path: path.map(str::to_string),
+        };
+        self.send(
+            Sent::Files {
+                query: String::new(),
+                then: Some(wanted),
+            },
+            "FILES",
+        )
+    }
+
+    /// Settles where `offer` goes; a file already there is replaced only
+    /// if the person says so, on a terminal (elsewhere nothing is
+    /// downloaded).
+    fn prepare_fetch(&mut self, offer: Listed, path: Option<&str>) -> Result<(), ClientError> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let target = match download::resolve(path, &offer.name, &cwd) {
+            Ok(target) => target,
+            Err(TargetError::UnsafeName(name)) => {
+                let name = validate::for_display(&name);
+                self.say(Text::File(FileText::UnsafeName { name: &name }));
+                return Ok(());
+            }
+            Err(TargetError::NoFolder(folder)) => {
+                let path = validate::for_display(&folder.display().to_string());
+                self.say(Text::File(FileText::NoFolder { path: &path }));
+                return Ok(());
+            }
+        };
+        if std::fs::symlink_metadata(&target).is_err() {
+            return self.fetch(offer, target, false);
+        }
+        let shown = validate::for_display(&target.display().to_string());
+        if self.console.is_terminal() {
+            let question = Text::File(FileText::AskOverwrite { path: &shown }).render(self.lang);
+            self.files.question = Some((offer, target));
+            self.console.ask(Ask::Answer, &question);
+        } else {
+            self.say(Text::File(FileText::Exists { path: &shown }));
+        }
+        Ok(())
+    }
+
+    /// The answer to "replace it?".
+    fn overwrite_answer(&mut self, answer: &str) -> Result<(), ClientError> {
+        let Some((offer, target)) = self.files.question.take() else {
+            return Ok(());
+        };
+        let yes = matches!(
+            answer.trim_matches([' ', '\t']).to_lowercase().as_str(),
+            "s" | "si" | "sí" | "y" | "yes"
+        );
+        if yes {
+            self.fetch(offer, target, true)
+        } else {
+            self.say(Text::File(FileText::NotOverwritten));
+            Ok(())
+        }
+    }
+
+    /// `FETCH`: a ticket for the download.
+    fn fetch(&mut self, offer: Listed, target: PathBuf, overwrite: bool) -> Result<(), ClientError> {
+        let line = format!("FETCH {}", offer.id);
+        self.send(
+            Sent::Fetch {
+                offer,
+                target,
+                overwrite,
+            },
+            &line,
+        )
+    }
+
+    /// `OK FETCH FILEID TICKET HOST:PORT`: the download starts on its own
+    /// thread.
+    fn fetched(&mut self, offer: Listed, target: PathBuf, overwrite: bool, reply: Reply) {
+        let fields = match reply {
+            Ok(fields) => fields,
+            Err((Some(ErrorCode::NoSuchFile), _)) => {
+                self.files.listed.remove(&offer.id);
+                self.say(Text::File(FileText::UnknownOffer {
+                    id: &offer.id,
+                    capped: false,
+                }));
+                return;
+            }
+            Err((code, text)) => {
+                self.refused(code, &text);
+                return;
+            }
+        };
+        let mut words = fields.split(' ');
+        let (Some(id), Some(ticket), Some(addr), None) = (words.next(), words.next(), words.next(), words.next())
+        else {
+            self.say(Text::IgnoredServerLine);
+            return;
+        };
+        if id != offer.id {
+            self.say(Text::IgnoredServerLine);
+            return;
+        }
+        let name = validate::for_display(&offer.name);
+        let size = display::human_size(offer.size, self.lang);
+        let shown = validate::for_display(&target.display().to_string());
+        self.say(Text::File(FileText::Downloading {
+            name: &name,
+            size: &size,
+            path: &shown,
+        }));
+        let bar = TransferBar::new(self.files.rows.as_ref(), offer.size, &name, self.lang);
+        let job = Job {
+            id: offer.id,
+            ticket: ticket.to_string(),
+            addr: addr.to_string(),
+            size: offer.size,
+            sha256: offer.sha256,
+            target,
+            overwrite,
+        };
+        download::spawn(job, bar, self.files.report.clone());
+    }
+
+    /// A download thread's report.
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Done { path, size, .. } => {
+                let path = validate::for_display(&path.display().to_string());
+                let size = display::human_size(size, self.lang);
+                self.say(Text::File(FileText::Downloaded {
+                    path: &path,
+                    size: &size,
+                }));
+            }
+            Report::Failed { path, error, .. } => {
+                let path = validate::for_display(&path.display().to_string());
+                let (first, second);
+                let why = match &error {
+                    DownloadError::Unreachable { addr, source } => {
+                        first = validate::for_display(addr);
+                        second = source.to_string();
+                        FetchFailure::Unreachable {
+                            addr: &first,
+                            error: &second,
+                        }
+                    }
+                    DownloadError::Refused { code, text } => {
+                        first = validate::for_display(code);
+                        second = validate::for_display(text);
+                        FetchFailure::Refused {
+                            code: &first,
+                            text: &second,
+                        }
+                    }
+                    DownloadError::OtherFile => FetchFailure::OtherFile,
+                    DownloadError::Garbled => FetchFailure::Garbled,
+                    DownloadError::Closed => FetchFailure::Closed,
+                    DownloadError::Short { got, size } => {
+                        first = display::human_size(*got, self.lang);
+                        second = display::human_size(*size, self.lang);
+                        FetchFailure::Short {
+                            got: &first,
+                            size: &second,
+                        }
+                    }
+                    DownloadError::TooLong => FetchFailure::TooLong,
+                    DownloadError::Stalled => FetchFailure::Stalled,
+                    DownloadError::Mismatch => FetchFailure::Mismatch,
+                    DownloadError::Exists(_) => FetchFailure::Exists,
+                    DownloadError::Write { source, .. } => {
+                        first = source.to_string();
+                        FetchFailure::Write(&first)
+                    }
+                };
+                self.say(Text::File(FileText::DownloadFailed { path: &path, why }));
+            }
+        }
+    }
+
+    /// After a failover: the new session announces the endpoint again (it
+    /// has a new ticket key) and offers again every file still unchanged
+    /// on disk, under new ids. Nothing when the person is leaving.
+    fn share_again(&mut self) -> Result<(), ClientError> {
+        if self.unsent.iter().any(|pending| matches!(pending.command, Sent::Quit)) {
+            return Ok(());
+        }
+        if let Endpoint::Open(announced) = &self.files.endpoint {
+            let line = format!("ENDPOINT {announced}");
+            self.files.uploads.set_key(None);
+            self.send(Sent::Endpoint, &line)?;
+        }
+        for (old, offer) in self.files.shelf.take_all() {
+            let unchanged = std::fs::metadata(&offer.path).is_ok_and(|metadata| offer.unchanged(&metadata));
+            if unchanged {
+                let line = format!("SHARE {} {} {}", offer.size, offer.sha256, offer.name);
+                self.send(
+                    Sent::Share {
+                        offer,
+                        replaces: Some(old),
+                    },
+                    &line,
+                )?;
+            } else {
+                let name = validate::for_display(&offer.name);
+                self.say(Text::File(FileText::ReshareDropped { name: &name, old: &old }));
+            }
+        }
+        Ok(())
+    }
+
     // ----- failover -----------------------------------------------------
 
     /// A chat error: the start of a failover when the connection was lost
@@ -1084,6 +1770,7 @@ impl<'c> Session<'c> {
         self.history_lines.clear();
         self.who_lines.clear();
         self.room_lines.clear();
+        self.files.lines.clear();
         self.progress.abandon();
         let mut queue: VecDeque<Pending> = self
             .pending
@@ -1115,6 +1802,7 @@ impl<'c> Session<'c> {
             return Err(self.gave_up());
         };
         let line = format!("LOGIN {} {}", credentials.username, credentials.password);
+        self.files.local_ip = connection.local_addr().map(|addr| addr.ip()).or(self.files.local_ip);
         self.connection = Some(connection);
         self.server = index;
         self.link = Link::Relogging { until };
@@ -1150,6 +1838,7 @@ impl<'c> Session<'c> {
         } else {
             self.send(Sent::CatchUp { paged: false }, &format!("HISTORY {SYNC_PAGE}"))?;
         }
+        self.share_again()?;
         while let Some(pending) = self.unsent.pop_front() {
             self.write(pending)?;
         }
@@ -1223,6 +1912,9 @@ impl<'c> Session<'c> {
             ),
             recv(self.console.signals()) -> _ => Event::Signal,
             recv(timer) -> _ => Event::Timeout,
+            // The session holds a sender of each: they never disconnect.
+            recv(self.files.notices) -> notice => notice.map_or(Event::Timeout, Event::Shared),
+            recv(self.files.reports) -> report => report.map_or(Event::Timeout, Event::Fetched),
         };
         if let Event::Input(_) = event {
             self.console.answered();

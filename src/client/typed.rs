@@ -44,6 +44,12 @@ pub enum Usage {
     Who,
     /// `/historial [#sala|@usuario] [N]`.
     History,
+    /// `/compartir RUTA`.
+    Share,
+    /// `/descargar ID [RUTA]`.
+    Get,
+    /// `/dejar ID`.
+    Unshare,
 }
 
 /// One typed line, understood.
@@ -84,6 +90,22 @@ pub enum Typed<'a> {
     /// `/cambiar #sala` or `/switch`: write in another room the account is
     /// in, without joining anything.
     Switch(&'a str),
+    /// `/compartir RUTA` or `/share`: offer a file (the rest of the line is
+    /// its path, spaces and all).
+    Share(&'a str),
+    /// `/archivos [TEXTO]` or `/files`: the files offered (whose name
+    /// contains the text).
+    Files(&'a str),
+    /// `/descargar ID [RUTA]` or `/get`: download an offer (to the current
+    /// folder, or to the path: the rest of the line).
+    Get {
+        /// The offer's id.
+        id: &'a str,
+        /// Where to, as typed; `None`: the current folder.
+        path: Option<&'a str>,
+    },
+    /// `/dejar ID` or `/unshare`: stop offering a file.
+    Unshare(&'a str),
     /// `/ayuda` or `/help`.
     Help,
     /// A command with missing, extra or malformed arguments.
@@ -141,6 +163,14 @@ impl<'a> Typed<'a> {
             },
             "rooms" | "salas" => Typed::Rooms,
             "msg" | "privado" => private(argument),
+            "compartir" | "share" if !argument.is_empty() => Typed::Share(argument),
+            "compartir" | "share" => Typed::Usage(Usage::Share),
+            "archivos" | "files" => Typed::Files(argument),
+            "descargar" | "get" => download(argument),
+            "dejar" | "unshare" => match words.as_slice() {
+                [id] if validate::is_token(id) => Typed::Unshare(id),
+                _ => Typed::Usage(Usage::Unshare),
+            },
             "ayuda" | "help" => Typed::Help,
             _ => Typed::Unknown(&trimmed[..word.len() + 1]),
         }
@@ -190,6 +220,20 @@ fn private(argument: &str) -> Typed<'_> {
     match validate::username(to) {
         Ok(to) => Typed::Private { to, text },
         Err(code) => Typed::Invalid(code),
+    }
+}
+
+/// The arguments of `/descargar`: an offer id, then an optional path (the
+/// rest of the line, spaces and all).
+fn download(argument: &str) -> Typed<'_> {
+    let (id, path) = argument.split_once([' ', '\t']).unwrap_or((argument, ""));
+    let path = path.trim_matches([' ', '\t']);
+    if !validate::is_token(id) {
+        return Typed::Usage(Usage::Get);
+    }
+    Typed::Get {
+        id,
+        path: (!path.is_empty()).then_some(path),
     }
 }
 
@@ -366,6 +410,41 @@ mod tests {
             Typed::parse("/historial 99999999999999999999"),
             Typed::Usage(Usage::History)
         );
+    }
+
+    #[test]
+    fn file_commands_take_ids_and_paths_with_spaces() {
+        assert_eq!(
+            Typed::parse("/compartir  mis notas/tema 1.pdf "),
+            Typed::Share("mis notas/tema 1.pdf")
+        );
+        assert_eq!(Typed::parse("/share a.txt"), Typed::Share("a.txt"));
+        assert_eq!(Typed::parse("/compartir"), Typed::Usage(Usage::Share));
+        assert_eq!(Typed::parse("/archivos"), Typed::Files(""));
+        assert_eq!(Typed::parse("/files tema 1"), Typed::Files("tema 1"));
+        assert_eq!(Typed::parse("/descargar f0a1"), Typed::Get { id: "f0a1", path: None });
+        assert_eq!(
+            Typed::parse("/get f0a1  ~/Mis descargas/ "),
+            Typed::Get {
+                id: "f0a1",
+                path: Some("~/Mis descargas/")
+            }
+        );
+        for usage in ["/descargar", "/get f/1", "/descargar ../x"] {
+            assert_eq!(Typed::parse(usage), Typed::Usage(Usage::Get), "{usage:?}");
+        }
+        assert_eq!(Typed::parse("/dejar f0a1"), Typed::Unshare("f0a1"));
+        for usage in ["/dejar", "/unshare a b", "/unshare a.b"] {
+            assert_eq!(Typed::parse(usage), Typed::Usage(Usage::Unshare), "{usage:?}");
+        }
+        for (es, en) in [
+            ("/compartir a.txt", "/share a.txt"),
+            ("/archivos x", "/files x"),
+            ("/descargar f1 d", "/get f1 d"),
+            ("/dejar f1", "/unshare f1"),
+        ] {
+            assert_eq!(Typed::parse(es), Typed::parse(en), "{es} / {en}");
+        }
     }
 
     #[test]
