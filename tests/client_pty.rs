@@ -360,3 +360,74 @@ fn the_prompt_shows_the_current_room_and_follows_it() {
     assert!(status.success(), "{status:?}: {screen:?}");
     assert!(screen.contains("No estás en #nada"), "{screen:?}");
 }
+
+#[test]
+fn on_a_terminal_a_download_asks_before_replacing_and_shows_its_progress() {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    use sha2::{Digest, Sha256};
+
+    let server = TestServer::start();
+    // A raw session offers 2 MiB from an endpoint of its own, and serves it
+    // in two halves a moment apart, so the bar is drawn mid-way.
+    let content: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sha: String = Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("its address").port();
+    let mut owner = common::registered(&server, "ana");
+    owner.send(&format!("ENDPOINT 127.0.0.1:{port}"));
+    assert!(owner.line_skipping_presence().starts_with("OK ENDPOINT "));
+    owner.send(&format!("SHARE {} {sha} datos.bin", content.len()));
+    let reply = owner.line_skipping_presence();
+    let id = reply
+        .strip_prefix("OK SHARE ")
+        .unwrap_or_else(|| panic!("{reply}"))
+        .to_string();
+    let served = content.clone();
+    thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        let mut line = String::new();
+        let _ = BufReader::new(stream.try_clone().expect("clone")).read_line(&mut line);
+        let mut out = stream;
+        let _ = out.write_all(format!("OK {} {sha}\n", served.len()).as_bytes());
+        let _ = out.write_all(&served[..served.len() / 2]);
+        thread::sleep(Duration::from_millis(1500));
+        let _ = out.write_all(&served[served.len() / 2..]);
+    });
+
+    let folder = tempfile::tempdir().expect("a folder");
+    let target = folder.path().join("datos.bin");
+    std::fs::write(&target, b"antes").expect("write");
+    let mut charla = PtyCharla::start(&server);
+    charla.wait_until_raw();
+    charla.type_keys("2\rBea Ríos\rbea\rsecreto123\r");
+    charla.wait_for(HINT, PROCESS_TIMEOUT);
+    let get = format!("/descargar {id} {}\r", folder.path().display());
+    let question = format!("Ya existe {}. ¿Sobrescribirlo? (s/n):", target.display());
+    charla.type_keys(&get);
+    charla.wait_for(&question, PROCESS_TIMEOUT);
+    charla.type_keys("n\r");
+    charla.wait_for("No se descargó nada.", PROCESS_TIMEOUT);
+    assert_eq!(std::fs::read(&target).expect("the file"), b"antes");
+    // The question is drawn again with each key typed: count its drawings.
+    let asked = charla.screen().matches(&question).count();
+    charla.type_keys(&get);
+    let asked_again = common::wait_until(PROCESS_TIMEOUT, || charla.screen().matches(&question).count() > asked);
+    assert!(asked_again, "{:?}", charla.screen());
+    charla.type_keys("s\r");
+    charla.wait_for("Descarga completa", STORE_TIMEOUT);
+    assert!(
+        std::fs::read(&target).expect("the download") == content,
+        "the bytes differ"
+    );
+    // The bar (bytes, rate, time left) was drawn above the prompt.
+    let screen = charla.screen();
+    assert!(
+        screen.contains("datos.bin [") && screen.contains(" MiB/2.00 MiB · ") && screen.contains("quedan"),
+        "{screen:?}"
+    );
+    charla.type_keys("salir\r");
+    let status = charla.wait_exit();
+    assert!(status.success(), "{status:?}: {:?}", charla.screen());
+}
