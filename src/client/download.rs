@@ -77,7 +77,8 @@ pub fn resolve(path: Option<&str>, name: &str, cwd: &Path) -> Result<PathBuf, Ta
     let Some(typed) = path.map(|p| p.trim_matches([' ', '\t'])).filter(|p| !p.is_empty()) else {
         return Ok(cwd.join(name));
     };
-    let given = cwd.join(typed);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let given = cwd.join(expand_home(typed, home.as_deref()));
     if typed.ends_with('/') || given.is_dir() {
         if !given.is_dir() {
             return Err(TargetError::NoFolder(given));
@@ -88,6 +89,16 @@ pub fn resolve(path: Option<&str>, name: &str, cwd: &Path) -> Result<PathBuf, Ta
         Some(folder) if folder.is_dir() => Ok(given),
         Some(folder) => Err(TargetError::NoFolder(folder.to_path_buf())),
         None => Err(TargetError::NoFolder(given)),
+    }
+}
+
+/// A path as typed, with a leading `~` (alone or before `/`) meaning
+/// `home`, as a shell would expand it; anything else as it is.
+pub fn expand_home(typed: &str, home: Option<&Path>) -> PathBuf {
+    match (typed.strip_prefix('~'), home) {
+        (Some(""), Some(home)) => home.to_path_buf(),
+        (Some(rest), Some(home)) if rest.starts_with('/') => home.join(rest.trim_start_matches('/')),
+        _ => PathBuf::from(typed),
     }
 }
 
@@ -354,6 +365,8 @@ fn receive(
             Err(_) => break,
         }
     }
+    // Done with the other side before the hash and the disk's sync.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
     if files::hex(&hasher.finalize()) != job.sha256 {
         return Err(DownloadError::Mismatch);
     }
@@ -415,6 +428,19 @@ mod tests {
             resolve(Some("nada/"), "a.txt", cwd),
             Err(TargetError::NoFolder(cwd.join("nada/")))
         );
+    }
+
+    #[test]
+    fn a_leading_tilde_is_the_home_folder() {
+        let home = Path::new("/home/bea");
+        assert_eq!(expand_home("~", Some(home)), PathBuf::from("/home/bea"));
+        assert_eq!(
+            expand_home("~/Descargas", Some(home)),
+            PathBuf::from("/home/bea/Descargas")
+        );
+        assert_eq!(expand_home("~ana/x", Some(home)), PathBuf::from("~ana/x"));
+        assert_eq!(expand_home("a/~/b", Some(home)), PathBuf::from("a/~/b"));
+        assert_eq!(expand_home("~/x", None), PathBuf::from("~/x"));
     }
 
     #[test]

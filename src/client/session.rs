@@ -1262,7 +1262,8 @@ impl<'c> Session<'c> {
     /// `/compartir RUTA`: checks the file and hashes it on a thread; the
     /// `SHARE` goes when the hash is ready ([`Session::on_notice`]).
     fn share_path(&mut self, typed: &str) {
-        let path = PathBuf::from(typed);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let path = download::expand_home(typed, home.as_deref());
         match share::open(&path) {
             Ok((file, offer)) => {
                 let bar = if share::hash_bar_wanted(offer.size) {

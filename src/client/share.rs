@@ -571,9 +571,13 @@ impl Uploads {
                 refuse(stream, Refusal::Internal, "the file changed since it was shared");
                 return Served::Refused(Refusal::Internal);
             }
-            Err(_) => {
+            Err(e) => {
                 refuse(stream, Refusal::Internal, "the file cannot be read");
-                return Served::Refused(Refusal::Internal);
+                let _ = self.notices.send(Notice::Interrupted {
+                    name: offer.name.clone(),
+                    reason: format!("the file cannot be read: {e}"),
+                });
+                return Served::Cut;
             }
         };
         let _ = stream.set_write_timeout(Some(peer::STALL));
