@@ -194,9 +194,28 @@ fn two_clients_share_and_download_eight_mebibytes_directly_and_through_the_relay
 
 #[test]
 fn commands_tell_what_is_wrong_in_both_languages() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&["--max-file-size", "100"]);
     let dir = tempfile::tempdir().expect("a folder");
     let mut ana = chat(&server, "ana", &[]);
+    // Too big for this server; a name the protocol refuses.
+    let big = dir.path().join("grande.bin");
+    std::fs::write(&big, [7u8; 101]).expect("write");
+    let tabbed = dir.path().join("con\ttab.txt");
+    std::fs::write(&tabbed, b"x").expect("write");
+    ana.type_lines(&[
+        &format!("/compartir {}", big.display()),
+        &format!("/compartir {}", tabbed.display()),
+    ]);
+    assert!(
+        ana.expect("No se puede compartir")
+            .contains("su nombre tiene caracteres que no se pueden compartir"),
+        "{:?}",
+        ana.seen
+    );
+    // The name is refused at once; the size once hashed and offered.
+    ana.expect("El servidor no acepta «grande.bin»: 101 B es más de lo que permite compartir.");
+    std::fs::remove_file(&big).expect("remove");
+    std::fs::remove_file(&tabbed).expect("remove");
     ana.type_lines(&[
         &format!("/compartir {}", dir.path().join("nada.txt").display()),
         &format!("/share {}", dir.path().display()),
