@@ -58,6 +58,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 start_server() {
     local name=$1
     shift
+    rm -f "$OUT/$name".db*
     "$SERVER" --addr "127.0.0.1:$PORT" --relay-addr "127.0.0.1:$((PORT + 1))" \
         --db "$OUT/$name.db" --bcrypt-cost 4 "$@" >"$OUT/$name.server.out" 2>"$OUT/$name.server.log" &
     SERVER_PID=$!
@@ -91,6 +92,9 @@ run() {
     local name=$1 owner_args=$2
     shift 2
     rm -f "$OUT/down/datos.bin"
+    # Dirty pages of the last run (or of the file just written) would be
+    # written back during this one.
+    sync
     start_server "$name" "$@"
     # shellcheck disable=SC2086
     start_client 3 "owner$name" $owner_args
