@@ -3,11 +3,12 @@
 //! listener and a certificate made by the test. A chat over TLS trusting
 //! `--ca`; refusals that say why (unknown issuer, another name, expired, a
 //! plain-text listener); `--ca` files that cannot be used; failover over
-//! TLS, each reconnection with its own handshake.
+//! TLS, each reconnection with its own handshake; and `charla-bench --tls`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use charla::net::tls;
 use common::{Charla, TestServer, free_port, registered, run_piped};
@@ -293,4 +294,44 @@ fn a_reconnection_to_a_certificate_that_no_longer_verifies_gives_up_saying_why()
              servidor.\n"
         )
     );
+}
+
+#[test]
+fn the_bench_runs_over_tls_trusting_the_ca() {
+    let certs = tempfile::tempdir().expect("a directory");
+    let (cert, key) = certificate(certs.path(), "charla-cert", &["localhost", "127.0.0.1"]);
+    let server = tls_server(&cert, &key);
+    let bench = |ca: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_charla-bench"));
+        command.args(["--addr", &tls_addr(&server), "--json", "--tls", "--timeout", "30"]);
+        if let Some(ca) = ca {
+            command.arg("--ca").arg(ca);
+        }
+        command.args([
+            "fanout",
+            "--clients",
+            "3",
+            "--senders",
+            "2",
+            "--messages",
+            "20",
+            "--window",
+            "2",
+        ]);
+        command.output().expect("charla-bench runs")
+    };
+    let run = bench(Some(&cert));
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for field in [
+        "\"transport\":\"tls\"",
+        "\"deliveries_expected\":80",
+        "\"deliveries_lost\":0",
+    ] {
+        assert!(out.contains(field), "{field} in {out}");
+    }
+    let refused = bench(None);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("UnknownIssuer"), "{err}");
 }
