@@ -41,7 +41,7 @@ pub fn run(common: &Common, options: &ConnectOptions) -> Result<Report, BenchErr
     let done = AtomicUsize::new(0);
     let show = common.show_progress();
     let conns = parallel(options.clients, options.parallel, |i| {
-        let mut conn = Conn::connect(common.addr)?;
+        let mut conn = Conn::connect(common.addr, common.tls.as_ref())?;
         conn.log_in(common.protocol, &common.user(i), &common.password, common.timeout)?;
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
         if show && n.is_multiple_of(500) {
@@ -116,6 +116,7 @@ pub fn run(common: &Common, options: &ConnectOptions) -> Result<Report, BenchErr
     let mut report = Report::new("connect");
     report
         .text("protocol", protocol_name(common.protocol))
+        .text("transport", common.transport())
         .int("clients", options.clients as u64)
         .int("parallel", options.parallel as u64)
         .float("login_seconds", login_time.as_secs_f64())
