@@ -1,0 +1,523 @@
+//! IRC's wire format (PROTOCOL.md 13), pure: a received line to a
+//! [`Message`], an outgoing message to bytes, and the small encodings the IRC
+//! front end meets on the way (IRCv3 tag escaping).
+//!
+//! It follows the modern IRC client protocol as modern.ircdocs.horse
+//! describes it and IRCv3 message-tags, leniently where real clients and
+//! servers differ (runs of spaces, unknown escapes, more than 15
+//! parameters). It owns the shape of a line and nothing else: it never does
+//! I/O and knows nothing of sessions, accounts or rooms; what a command
+//! means is the front end's business.
+
+use std::borrow::Cow;
+
+use thiserror::Error;
+
+/// One parsed IRC line, borrowing the line it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// The message tags in the order sent, values unescaped. Duplicates are
+    /// kept as sent; IRCv3 says the last one counts, which [`Message::tag`]
+    /// honours.
+    pub tags: Vec<Tag<'a>>,
+    /// The source without its leading `:`; servers ignore it from clients,
+    /// but it is parsed so that it is never mistaken for the command.
+    pub source: Option<&'a str>,
+    /// The command as sent (compare it ignoring ASCII case); any run of
+    /// non-space characters, so that an unknown command can be answered
+    /// `421` with its name rather than rejected here.
+    pub command: &'a str,
+    /// The middle parameters, then the trailing one without its `:`; an
+    /// empty trailing parameter (`PRIVMSG #a :`) is kept as `""`, because
+    /// "present and empty" and "absent" mean different things.
+    pub params: Vec<&'a str>,
+}
+
+/// One message tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag<'a> {
+    /// The key as sent, with the leading `+` of a client-only tag, so the
+    /// front end can tell client-only tags (never stored or relayed) apart.
+    pub key: &'a str,
+    /// The unescaped value; `""` when the tag had no value, as IRCv3 treats
+    /// `key`, `key=` and an absent value alike. Borrowed unless an escape
+    /// had to be undone.
+    pub value: Cow<'a, str>,
+}
+
+impl<'a> Message<'a> {
+    /// The value of tag `key` (compared exactly: tag keys are
+    /// case-sensitive), the last one when the tag was sent more than once, as
+    /// IRCv3 message-tags says.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().rev().find(|tag| tag.key == key).map(|tag| &*tag.value)
+    }
+
+    /// Parameter `i` (0-based), so commands can read optional parameters
+    /// without indexing checks.
+    pub fn param(&self, i: usize) -> Option<&'a str> {
+        self.params.get(i).copied()
+    }
+
+    /// Whether the command is `name`, ignoring ASCII case, as IRC commands
+    /// are case-insensitive.
+    pub fn command_is(&self, name: &str) -> bool {
+        self.command.eq_ignore_ascii_case(name)
+    }
+}
+
+/// Why a line is not a message. The front end answers none of these with a
+/// numeric of its own except as PROTOCOL.md 13 says (a NUL is a `NOTICE`).
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Error)]
+pub enum ParseError {
+    /// Nothing but spaces: ignored without a reply, like a blank charla line.
+    #[error("empty line")]
+    Empty,
+    /// Tags or a source, but no command after them.
+    #[error("no command")]
+    NoCommand,
+    /// A lone `:` where the source should be: nothing can be said about a
+    /// line whose first word is empty.
+    #[error("empty source")]
+    EmptySource,
+    /// A NUL, CR or LF inside the line: IRC forbids them anywhere in a
+    /// message, and passing one on could break another peer's framing.
+    #[error("NUL, CR or LF inside the line")]
+    ForbiddenByte,
+}
+
+/// Parses one line without its line ending (CR/LF already stripped).
+///
+/// The parts are separated by one or more spaces (RFC 1459 says so and
+/// real servers send runs of them); leading and trailing spaces are
+/// ignored. Tags are `@k=v;k2` with IRCv3 escaping undone (see
+/// [`unescape_tag_value`]); empty tag entries (`@;a`, `@=v`) are skipped. A
+/// parameter starting with `:` is the trailing one and takes the rest of the
+/// line. Parameters beyond the 15 of the RFC are kept as middle parameters:
+/// being lenient costs nothing and refusing would help no one.
+///
+/// # Errors
+/// [`ParseError`] for a blank line, a missing command, an empty source or a
+/// NUL, CR or LF anywhere.
+pub fn parse(line: &str) -> Result<Message<'_>, ParseError> {
+    if line.bytes().any(|b| matches!(b, b'\0' | b'\r' | b'\n')) {
+        return Err(ParseError::ForbiddenByte);
+    }
+    let mut rest = line.trim_start_matches(' ');
+    if rest.is_empty() {
+        return Err(ParseError::Empty);
+    }
+
+    let mut tags = Vec::new();
+    if let Some(tagged) = rest.strip_prefix('@') {
+        let (tag_part, after) = split_word(tagged);
+        for entry in tag_part.split(';') {
+            let (key, raw) = entry.split_once('=').unwrap_or((entry, ""));
+            if !key.is_empty() {
+                tags.push(Tag {
+                    key,
+                    value: unescape_tag_value(raw),
+                });
+            }
+        }
+        rest = after;
+    }
+
+    let mut source = None;
+    if let Some(sourced) = rest.strip_prefix(':') {
+        let (word, after) = split_word(sourced);
+        if word.is_empty() {
+            return Err(ParseError::EmptySource);
+        }
+        source = Some(word);
+        rest = after;
+    }
+
+    let (command, mut rest) = split_word(rest);
+    if command.is_empty() {
+        return Err(ParseError::NoCommand);
+    }
+
+    let mut params = Vec::new();
+    while !rest.is_empty() {
+        if let Some(trailing) = rest.strip_prefix(':') {
+            params.push(trailing);
+            break;
+        }
+        let (param, after) = split_word(rest);
+        params.push(param);
+        rest = after;
+    }
+
+    Ok(Message {
+        tags,
+        source,
+        command,
+        params,
+    })
+}
+
+/// Splits `text` at its first space: the word before it, and what follows
+/// with the run of spaces removed.
+fn split_word(text: &str) -> (&str, &str) {
+    match text.split_once(' ') {
+        Some((word, rest)) => (word, rest.trim_start_matches(' ')),
+        None => (text, ""),
+    }
+}
+
+/// Undoes IRCv3 tag-value escaping: `\:` is `;`, `\s` a space, `\\` a
+/// backslash, `\r` CR and `\n` LF; any other escaped character stands for
+/// itself and a lone backslash at the end is dropped, as message-tags says.
+/// Borrowed when there is no backslash, the common case.
+pub fn unescape_tag_value(value: &str) -> Cow<'_, str> {
+    if !value.contains('\\') {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(':') => out.push(';'),
+            Some('s') => out.push(' '),
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            // `\\` and unknown escapes alike: the character itself.
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Appends `value` with IRCv3 tag-value escaping, so that a value can hold
+/// `;`, spaces, backslashes, CR and LF without breaking the line. A NUL
+/// cannot be represented in a tag value at all and is left out.
+pub fn escape_tag_value(value: &str, out: &mut String) {
+    escape_pieces(value, |piece| out.push_str(piece));
+}
+
+/// The escaping of [`escape_tag_value`], handed out in pieces so that it can
+/// write to a `String` or straight into an outgoing line.
+fn escape_pieces(value: &str, mut push: impl FnMut(&str)) {
+    let mut plain_from = 0;
+    for (i, c) in value.char_indices() {
+        let escaped = match c {
+            ';' => "\\:",
+            ' ' => "\\s",
+            '\\' => "\\\\",
+            '\r' => "\\r",
+            '\n' => "\\n",
+            '\0' => "",
+            _ => continue,
+        };
+        push(&value[plain_from..i]);
+        push(escaped);
+        plain_from = i + c.len_utf8();
+    }
+    push(&value[plain_from..]);
+}
+
+/// Appends one outgoing line with its CRLF:
+/// `@tags :source COMMAND p1 p2 :last\r\n`.
+///
+/// Tag values are escaped and a tag with an empty value is written as its
+/// bare key. The last parameter is written with `:` when it must be (it is
+/// empty, contains a space or starts with `:`) or always when `trailing` is
+/// true: text-bearing parameters such as `PRIVMSG`'s text then look the
+/// same whatever they hold, which some clients rely on.
+///
+/// Middle parameters must be non-empty, without spaces and not start with
+/// `:`; the source, the command and the tag keys must not contain spaces
+/// either. Those are the caller's invariants (checked with `debug_assert!`).
+/// A NUL, CR or LF anywhere would end the line early or inject another one,
+/// so, beyond the debug check, each is written as a space: whatever the
+/// caller passes, exactly one line comes out.
+pub fn write_line(
+    out: &mut Vec<u8>,
+    tags: &[(&str, &str)],
+    source: Option<&str>,
+    command: &str,
+    params: &[&str],
+    trailing: bool,
+) {
+    if !tags.is_empty() {
+        out.push(b'@');
+        for (i, (key, value)) in tags.iter().enumerate() {
+            debug_assert!(
+                !key.is_empty() && !key.contains([' ', ';', '=']),
+                "tag key {key:?} is not a key"
+            );
+            if i > 0 {
+                out.push(b';');
+            }
+            push_clean(out, key);
+            if !value.is_empty() {
+                out.push(b'=');
+                escape_pieces(value, |piece| out.extend_from_slice(piece.as_bytes()));
+            }
+        }
+        out.push(b' ');
+    }
+    if let Some(source) = source {
+        debug_assert!(
+            !source.is_empty() && !source.contains(' '),
+            "source {source:?} is not one word"
+        );
+        out.push(b':');
+        push_clean(out, source);
+        out.push(b' ');
+    }
+    debug_assert!(
+        !command.is_empty() && command.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "command {command:?} is not a command"
+    );
+    push_clean(out, command);
+    for (i, param) in params.iter().enumerate() {
+        out.push(b' ');
+        let last = i + 1 == params.len();
+        if last && (trailing || param.is_empty() || param.contains(' ') || param.starts_with(':')) {
+            out.push(b':');
+        } else {
+            debug_assert!(
+                !param.is_empty() && !param.contains(' ') && !param.starts_with(':'),
+                "middle parameter {param:?} would be misread"
+            );
+        }
+        push_clean(out, param);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `text` with every NUL, CR and LF written as a space, so that it
+/// stays inside one line.
+fn push_clean(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(!text.contains(['\0', '\r', '\n']), "{text:?} holds a NUL, CR or LF");
+    out.extend(text.bytes().map(inside_line));
+}
+
+/// `byte`, or a space for a NUL, CR or LF.
+fn inside_line(byte: u8) -> u8 {
+    match byte {
+        b'\0' | b'\r' | b'\n' => b' ',
+        _ => byte,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags<'a>(message: &'a Message<'_>) -> Vec<(&'a str, &'a str)> {
+        message.tags.iter().map(|tag| (tag.key, &*tag.value)).collect()
+    }
+
+    fn line(tags: &[(&str, &str)], source: Option<&str>, command: &str, params: &[&str], trailing: bool) -> String {
+        let mut out = Vec::new();
+        write_line(&mut out, tags, source, command, params, trailing);
+        String::from_utf8(out).expect("write_line writes UTF-8 for UTF-8 input")
+    }
+
+    #[test]
+    fn parses_the_parts_of_a_full_line() {
+        let message = parse("@time=2026-01-01T00:00:00.000Z;+draft/reply=7 :ana!a@h PRIVMSG #clase :hola a todos")
+            .expect("a valid line");
+        assert_eq!(
+            tags(&message),
+            [("time", "2026-01-01T00:00:00.000Z"), ("+draft/reply", "7")]
+        );
+        assert_eq!(message.source, Some("ana!a@h"));
+        assert_eq!(message.command, "PRIVMSG");
+        assert_eq!(message.params, ["#clase", "hola a todos"]);
+        assert_eq!(message.tag("+draft/reply"), Some("7"));
+        assert_eq!(message.tag("msgid"), None);
+        assert_eq!(message.param(0), Some("#clase"));
+        assert_eq!(message.param(2), None);
+        assert!(message.command_is("privmsg"));
+        assert!(!message.command_is("NOTICE"));
+    }
+
+    #[test]
+    fn empty_trailing_is_kept_and_differs_from_none() {
+        assert_eq!(parse("PRIVMSG #a :").expect("valid").params, ["#a", ""]);
+        assert_eq!(parse("PRIVMSG #a").expect("valid").params, ["#a"]);
+        assert_eq!(parse("PRIVMSG #a :  ").expect("valid").params, ["#a", "  "]);
+    }
+
+    #[test]
+    fn colon_inside_a_middle_param_is_an_ordinary_character() {
+        let message = parse("MODE #a:b +k x:y :z :w").expect("valid");
+        assert_eq!(message.params, ["#a:b", "+k", "x:y", "z :w"]);
+        assert_eq!(parse("foo ::x").expect("valid").params, [":x"]);
+    }
+
+    #[test]
+    fn runs_of_spaces_separate_like_one() {
+        let message = parse("  @a=1   :src   PRIVMSG   #a    b   :  text  ").expect("valid");
+        assert_eq!(tags(&message), [("a", "1")]);
+        assert_eq!(message.source, Some("src"));
+        assert_eq!(message.command, "PRIVMSG");
+        assert_eq!(message.params, ["#a", "b", "  text  "]);
+        assert_eq!(parse("AWAY   ").expect("valid").params, Vec::<&str>::new());
+        // A tab is not a separator.
+        assert_eq!(parse("foo a\tb").expect("valid").params, ["a\tb"]);
+    }
+
+    #[test]
+    fn more_than_fifteen_params_are_all_middle_params() {
+        let words: Vec<String> = (1..=20).map(|i| format!("p{i}")).collect();
+        let text = format!("CMD {} :last one", words.join(" "));
+        let message = parse(&text).expect("valid");
+        assert_eq!(message.params.len(), 21);
+        assert_eq!(message.params[14], "p15");
+        assert_eq!(message.params[19], "p20");
+        assert_eq!(message.params[20], "last one");
+    }
+
+    #[test]
+    fn tags_with_escapes_empty_values_and_duplicates() {
+        let message = parse(r"@a=b\\and\nk;c=72\s45;d=gh\:764;e;f=;+g=\r\x\;h=end\ CMD").expect("valid");
+        assert_eq!(
+            tags(&message),
+            [
+                ("a", "b\\and\nk"),
+                ("c", "72 45"),
+                ("d", "gh;764"),
+                ("e", ""),
+                ("f", ""),
+                ("+g", "\rx"),
+                ("h", "end"),
+            ]
+        );
+        assert!(matches!(message.tags[4].value, Cow::Borrowed(_)));
+        assert!(matches!(message.tags[0].value, Cow::Owned(_)));
+
+        let duplicated = parse("@k=1;j=2;k=3 CMD").expect("valid");
+        assert_eq!(duplicated.tag("k"), Some("3"));
+        assert_eq!(duplicated.tags.len(), 3);
+        // Tag keys are case-sensitive; empty entries are skipped.
+        assert_eq!(duplicated.tag("K"), None);
+        assert_eq!(tags(&parse("@;a;;=v; CMD").expect("valid")), [("a", "")]);
+        assert_eq!(tags(&parse("@ CMD").expect("valid")), []);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(parse(""), Err(ParseError::Empty));
+        assert_eq!(parse("   "), Err(ParseError::Empty));
+        assert_eq!(parse("@a=b"), Err(ParseError::NoCommand));
+        assert_eq!(parse("@a=b   "), Err(ParseError::NoCommand));
+        assert_eq!(parse(":src"), Err(ParseError::NoCommand));
+        assert_eq!(parse("@a :src "), Err(ParseError::NoCommand));
+        assert_eq!(parse(": PING"), Err(ParseError::EmptySource));
+        assert_eq!(parse("PRIVMSG #a :x\0y"), Err(ParseError::ForbiddenByte));
+        assert_eq!(parse("PRIVMSG #a :x\ry"), Err(ParseError::ForbiddenByte));
+        assert_eq!(parse("PING\n"), Err(ParseError::ForbiddenByte));
+        assert_eq!(parse("@a=\0 PING"), Err(ParseError::ForbiddenByte));
+    }
+
+    #[test]
+    fn command_is_any_word_so_unknown_ones_can_get_421() {
+        assert_eq!(parse("FOO2 x").expect("valid").command, "FOO2");
+        assert_eq!(parse("001 ana :Welcome").expect("valid").command, "001");
+        assert_eq!(parse("ünïcode").expect("valid").command, "ünïcode");
+    }
+
+    #[test]
+    fn unescape_and_escape() {
+        assert!(matches!(unescape_tag_value("plain"), Cow::Borrowed("plain")));
+        assert_eq!(unescape_tag_value(r"a\:b\sc\\d\re\nf"), "a;b c\\d\re\nf");
+        assert_eq!(unescape_tag_value(r"\x\1\ä"), "x1ä");
+        assert_eq!(unescape_tag_value("end\\"), "end");
+        assert_eq!(unescape_tag_value("\\"), "");
+        assert_eq!(unescape_tag_value(r"\\\\"), r"\\");
+
+        let mut out = String::new();
+        escape_tag_value("a;b c\\d\re\nf\0g ñ", &mut out);
+        assert_eq!(out, r"a\:b\sc\\d\re\nfg\sñ");
+        let mut out = String::from("kept:");
+        escape_tag_value("", &mut out);
+        assert_eq!(out, "kept:");
+        let mut out = String::new();
+        escape_tag_value("x;y", &mut out);
+        assert_eq!(unescape_tag_value(&out), "x;y");
+    }
+
+    #[test]
+    fn writes_tags_source_command_and_params() {
+        assert_eq!(line(&[], None, "PING", &["srv"], false), "PING srv\r\n");
+        assert_eq!(line(&[], None, "AWAY", &[], true), "AWAY\r\n");
+        assert_eq!(
+            line(
+                &[("time", "2026-01-01T00:00:00.000Z"), ("msgid", "42"), ("+x", "")],
+                Some("ana"),
+                "PRIVMSG",
+                &["#clase", "hola"],
+                true
+            ),
+            "@time=2026-01-01T00:00:00.000Z;msgid=42;+x :ana PRIVMSG #clase :hola\r\n"
+        );
+        assert_eq!(
+            line(&[("a", "b c;d\\")], None, "CMD", &[], false),
+            "@a=b\\sc\\:d\\\\ CMD\r\n"
+        );
+    }
+
+    #[test]
+    fn last_param_gets_a_colon_only_when_needed_or_asked() {
+        assert_eq!(line(&[], Some("s"), "CMD", &["a", "b"], false), ":s CMD a b\r\n");
+        assert_eq!(line(&[], Some("s"), "CMD", &["a", "b"], true), ":s CMD a :b\r\n");
+        assert_eq!(line(&[], None, "CMD", &["a", ""], false), "CMD a :\r\n");
+        assert_eq!(line(&[], None, "CMD", &["a", "b c"], false), "CMD a :b c\r\n");
+        assert_eq!(line(&[], None, "CMD", &[":b"], false), "CMD ::b\r\n");
+        assert_eq!(line(&[], None, "CMD", &["a:b"], false), "CMD a:b\r\n");
+    }
+
+    #[test]
+    fn written_lines_parse_back() {
+        let text = line(
+            &[("k", "v; \\\r\n"), ("+c", "")],
+            Some("ana!a@h"),
+            "PRIVMSG",
+            &["#a", " :x "],
+            false,
+        );
+        let body = text.strip_suffix("\r\n").expect("CRLF at the end");
+        let message = parse(body).expect("valid");
+        assert_eq!(tags(&message), [("k", "v; \\\r\n"), ("+c", "")]);
+        assert_eq!(message.source, Some("ana!a@h"));
+        assert_eq!(message.params, ["#a", " :x "]);
+    }
+
+    #[test]
+    fn nul_cr_and_lf_become_spaces() {
+        let cleaned: Vec<u8> = b"a\0b\rc\nd\te".iter().copied().map(inside_line).collect();
+        assert_eq!(cleaned, b"a b c d\te");
+    }
+
+    /// Release builds only: in debug builds `write_line` asserts instead.
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn line_breaks_in_params_cannot_inject_a_line() {
+        let text = line(&[], None, "PRIVMSG", &["#a", "x\r\nQUIT :bye\0"], true);
+        assert_eq!(text, "PRIVMSG #a :x  QUIT :bye \r\n");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "holds a NUL, CR or LF")]
+    fn line_breaks_in_params_are_a_caller_bug() {
+        line(&[], None, "PRIVMSG", &["#a", "x\r\nQUIT"], true);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "would be misread")]
+    fn a_middle_param_with_a_space_is_a_caller_bug() {
+        line(&[], None, "CMD", &["a b", "c"], false);
+    }
+}
