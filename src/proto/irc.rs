@@ -308,6 +308,71 @@ fn inside_line(byte: u8) -> u8 {
     }
 }
 
+/// The longest body of a received line, without its CRLF: 512 bytes with
+/// it (PROTOCOL.md 13.3, RFC 1459). Tags are counted apart, by [`MAX_TAGS`].
+pub const MAX_BODY: usize = 510;
+
+/// The most bytes of client tags a received line may carry, counting the
+/// leading `@` and the space after them (PROTOCOL.md 13.3; IRCv3
+/// message-tags allows clients 4094 bytes of tag data).
+pub const MAX_TAGS: usize = 4096;
+
+/// The longest received line with its CRLF, the limit to give
+/// [`crate::proto::frame::LineReader`]: it accepts a line whose bytes,
+/// counting its `\n` and a `\r` before it, are at most its limit, so a
+/// line with [`MAX_TAGS`] bytes of tags and a [`MAX_BODY`]-byte body passes
+/// it and [`check_size`] decides. Anything longer is refused while reading,
+/// without being buffered.
+pub const MAX_WIRE_LINE: usize = MAX_TAGS + MAX_BODY + 2;
+
+/// Whether a received line is within the limits of PROTOCOL.md 13.3; a line
+/// that is not is answered `417` and ignored.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Size {
+    /// Within both limits.
+    Ok,
+    /// Its tags are over [`MAX_TAGS`] or its body over [`MAX_BODY`].
+    TooLong,
+}
+
+/// Checks the two size limits of PROTOCOL.md 13.3 on the bytes of one
+/// received line without its line ending, before it is parsed (or even
+/// checked for UTF-8), so that tags cannot be used to send a longer body.
+///
+/// When the line starts with `@`, its tag part is everything up to and
+/// including the first space (a line of tags alone counts as if that space
+/// were there), and the body is the rest, any further spaces included.
+/// Otherwise the whole line is body. IRC has no leading spaces before tags,
+/// so a line that starts with a space is all body: the stricter reading.
+pub fn check_size(line_without_crlf: &[u8]) -> Size {
+    let (tags_len, body_len) = match line_without_crlf.first() {
+        Some(b'@') => match line_without_crlf.iter().position(|&b| b == b' ') {
+            Some(space) => (space + 1, line_without_crlf.len() - space - 1),
+            None => (line_without_crlf.len() + 1, 0),
+        },
+        _ => (0, line_without_crlf.len()),
+    };
+    if tags_len > MAX_TAGS || body_len > MAX_BODY {
+        Size::TooLong
+    } else {
+        Size::Ok
+    }
+}
+
+/// How many bytes of text fit as the trailing parameter of a line the
+/// server sends with this source, command and middle parameters, within
+/// the 512 bytes (CRLF included) that clients accept for a body; the tags
+/// the server adds have a budget of their own (IRCv3: 8191 bytes), so they
+/// do not count. The front end splits longer texts with [`split_text`]
+/// (minus 9 bytes for the `\x01ACTION ` and `\x01` of an action). 0 when
+/// even an empty text does not fit.
+pub fn text_budget(source: Option<&str>, command: &str, middle_params: &[&str]) -> usize {
+    let source_len = source.map_or(0, |source| source.len() + 2);
+    let middle_len: usize = middle_params.iter().map(|param| param.len() + 1).sum();
+    // " :" before the text.
+    MAX_BODY.saturating_sub(source_len + command.len() + middle_len + 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +577,90 @@ mod tests {
     #[should_panic(expected = "holds a NUL, CR or LF")]
     fn line_breaks_in_params_are_a_caller_bug() {
         line(&[], None, "PRIVMSG", &["#a", "x\r\nQUIT"], true);
+    }
+
+    fn tagged(tag_part_len: usize, body_len: usize) -> Vec<u8> {
+        // `@` + data + ` ` is `tag_part_len` bytes.
+        let mut line = vec![b'@'];
+        line.extend(std::iter::repeat_n(b'a', tag_part_len - 2));
+        line.push(b' ');
+        line.extend(std::iter::repeat_n(b'b', body_len));
+        line
+    }
+
+    #[test]
+    fn size_limits_exactly_at_their_boundaries() {
+        assert_eq!(check_size(&vec![b'x'; 510]), Size::Ok);
+        assert_eq!(check_size(&vec![b'x'; 511]), Size::TooLong);
+        assert_eq!(check_size(b""), Size::Ok);
+        assert_eq!(check_size(&tagged(4096, 510)), Size::Ok);
+        assert_eq!(check_size(&tagged(4097, 510)), Size::TooLong);
+        assert_eq!(check_size(&tagged(4096, 511)), Size::TooLong);
+        assert_eq!(check_size(&tagged(2, 510)), Size::Ok);
+        // Tags do not lend their unused bytes to the body.
+        assert_eq!(check_size(&tagged(10, 600)), Size::TooLong);
+        // Extra spaces after the tags belong to the body.
+        let mut spaced = tagged(4096, 0);
+        spaced.extend(std::iter::repeat_n(b' ', 510));
+        assert_eq!(check_size(&spaced), Size::Ok);
+        spaced.push(b' ');
+        assert_eq!(check_size(&spaced), Size::TooLong);
+        // Tags alone: counted as if the space were there.
+        let mut alone = tagged(4096, 0);
+        alone.pop();
+        assert_eq!(check_size(&alone), Size::Ok);
+        alone.push(b'a');
+        assert_eq!(check_size(&alone), Size::TooLong);
+        // Not starting with `@`: all body.
+        let mut late = vec![b' '];
+        late.extend(tagged(100, 410));
+        assert_eq!(check_size(&late), Size::TooLong);
+    }
+
+    #[test]
+    fn line_reader_with_max_wire_line_passes_the_longest_line_and_no_longer() {
+        use crate::proto::frame::{Frame, LineReader};
+
+        let longest = tagged(MAX_TAGS, MAX_BODY);
+        // (what follows the longest line, what the reader then yields,
+        // whether check_size accepts that line)
+        let cases: [(&[u8], usize, Option<Size>); 5] = [
+            (b"\r\n", 0, Some(Size::Ok)),
+            (b"\n", 0, Some(Size::Ok)),
+            (b"x\n", 1, Some(Size::TooLong)),
+            (b"x\r\n", 1, None),
+            (b"xx\n", 2, None),
+        ];
+        for (ending, extra, expected) in cases {
+            let mut wire = longest.clone();
+            wire.extend_from_slice(ending);
+            wire.extend_from_slice(b"PING x\r\n");
+            let mut reader = LineReader::new(&wire[..], MAX_WIRE_LINE);
+            match (reader.read_frame().expect("in-memory reads cannot fail"), expected) {
+                (Frame::Line(line), Some(size)) => {
+                    assert_eq!(line.len(), longest.len() + extra);
+                    assert_eq!(check_size(line), size, "{ending:?}");
+                }
+                (Frame::TooLong, None) => {}
+                (frame, _) => panic!("{ending:?}: unexpected {frame:?}"),
+            }
+            assert_eq!(
+                reader.read_frame().expect("in-memory reads cannot fail"),
+                Frame::Line(b"PING x")
+            );
+        }
+    }
+
+    #[test]
+    fn text_budget_leaves_room_for_the_rest_of_the_line() {
+        let budget = text_budget(Some("ana"), "PRIVMSG", &["#clase"]);
+        let text = "x".repeat(budget);
+        let written = line(&[("time", "t")], Some("ana"), "PRIVMSG", &["#clase", &text], true);
+        let body = written.split_once(' ').expect("tags").1;
+        assert_eq!(body.len(), MAX_BODY + 2);
+        assert_eq!(check_size(written.trim_end().as_bytes()), Size::Ok);
+        assert_eq!(text_budget(None, "PING", &[]), 510 - 4 - 2);
+        assert_eq!(text_budget(Some(&"s".repeat(600)), "PRIVMSG", &["#a"]), 0);
     }
 
     #[test]
