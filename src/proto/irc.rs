@@ -373,6 +373,123 @@ pub fn text_budget(source: Option<&str>, command: &str, middle_params: &[&str]) 
     MAX_BODY.saturating_sub(source_len + command.len() + middle_len + 2)
 }
 
+/// Removes IRC formatting codes from a text before the text rules of
+/// PROTOCOL.md 5.2 apply (they refuse control characters, and a charla
+/// client would show the codes as garbage), exactly as PROTOCOL.md 13.2
+/// lists them: U+0002 (bold); U+0003 (colour) with up to two digits after
+/// it, and a comma with up to two digits after those only where a digit
+/// came first and one follows the comma (`"\x03,5"` keeps `",5"`,
+/// `"\x031,x"` keeps `",x"`); U+000F (reset), U+0016 (reverse), U+001D
+/// (italics), U+001E (strikethrough) and U+001F (underline). Other
+/// control characters stay, for 5.2 to refuse. Borrowed when there is
+/// nothing to remove.
+pub fn strip_formatting(text: &str) -> Cow<'_, str> {
+    if !text.bytes().any(|b| is_format_code(b) || b == COLOUR) {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    // Every byte skipped is ASCII, so each slice boundary is a char boundary.
+    let mut copy_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if is_format_code(byte) {
+            out.push_str(&text[copy_from..i]);
+            i += 1;
+            copy_from = i;
+        } else if byte == COLOUR {
+            out.push_str(&text[copy_from..i]);
+            i += 1;
+            let foreground = leading_digits(&bytes[i..]);
+            i += foreground;
+            if foreground > 0 && bytes.get(i) == Some(&b',') {
+                let background = leading_digits(&bytes[i + 1..]);
+                if background > 0 {
+                    i += 1 + background;
+                }
+            }
+            copy_from = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[copy_from..]);
+    Cow::Owned(out)
+}
+
+/// U+0003, which starts a colour code.
+const COLOUR: u8 = 0x03;
+
+/// Whether `byte` is a one-byte formatting code (every code but colour).
+fn is_format_code(byte: u8) -> bool {
+    matches!(byte, 0x02 | 0x0f | 0x16 | 0x1d | 0x1e | 0x1f)
+}
+
+/// How many ASCII digits `bytes` starts with, at most two: a colour number.
+fn leading_digits(bytes: &[u8]) -> usize {
+    bytes.iter().take(2).take_while(|b| b.is_ascii_digit()).count()
+}
+
+/// What a `PRIVMSG` text is as CTCP (PROTOCOL.md 13.2): an action is stored
+/// as `/me text`, any other CTCP request is ignored, and a plain text is
+/// just a message.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Ctcp<'a> {
+    /// Not CTCP: an ordinary text.
+    None,
+    /// `\x01ACTION text\x01`, what `/me text` sends: the text after
+    /// `ACTION` and its space, which may be empty.
+    Action(&'a str),
+    /// Any other text starting with `\x01` (`VERSION`, `PING`, `DCC`, …).
+    Other,
+}
+
+/// Classifies a `PRIVMSG` text as CTCP. The closing `\x01` is optional,
+/// because some clients omit it (and a text cut at a line's end loses it);
+/// the command name is compared ignoring ASCII case, as clients differ.
+pub fn ctcp(text: &str) -> Ctcp<'_> {
+    let Some(body) = text.strip_prefix('\x01') else {
+        return Ctcp::None;
+    };
+    let body = body.strip_suffix('\x01').unwrap_or(body);
+    let (command, argument) = body.split_once(' ').unwrap_or((body, ""));
+    if command.eq_ignore_ascii_case("ACTION") {
+        Ctcp::Action(argument)
+    } else {
+        Ctcp::Other
+    }
+}
+
+/// Splits `text` into pieces of at most `max_bytes` bytes, each ending at a
+/// char boundary, so a stored text too long for one IRC line reaches IRC
+/// clients over several lines whose texts, concatenated, are the stored
+/// text (PROTOCOL.md 13.2). Pieces are as long as they can be; there is at
+/// least one (`""` gives `[""]`), and none is empty otherwise. Should
+/// `max_bytes` be smaller than a character, that character is a piece of its
+/// own (over the limit) rather than lost or looped on.
+pub fn split_text(text: &str, max_bytes: usize) -> Vec<&str> {
+    let mut pieces = Vec::with_capacity(text.len() / max_bytes.max(1) + 1);
+    let mut rest = text;
+    while rest.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut == 0 {
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (piece, after) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = after;
+    }
+    // With `max_bytes` 0 the loop can use up the text.
+    if !rest.is_empty() || pieces.is_empty() {
+        pieces.push(rest);
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,6 +778,85 @@ mod tests {
         assert_eq!(check_size(written.trim_end().as_bytes()), Size::Ok);
         assert_eq!(text_budget(None, "PING", &[]), 510 - 4 - 2);
         assert_eq!(text_budget(Some(&"s".repeat(600)), "PRIVMSG", &["#a"]), 0);
+    }
+
+    #[test]
+    fn strips_formatting_as_the_spec_lists() {
+        let cases = [
+            ("plain", "plain"),
+            (
+                "\x02bold\x02 \x1ditalic\x1d \x1funder\x1f \x1estrike\x1e \x16rev\x16 \x0freset",
+                "bold italic under strike rev reset",
+            ),
+            ("\x034red", "red"),
+            ("\x0304red", "red"),
+            ("\x03123", "3"),
+            ("\x0312,34x", "x"),
+            ("\x0312,345", "5"),
+            ("\x031,2x", "x"),
+            ("\x03,5", ",5"),
+            ("\x031,x", ",x"),
+            ("\x031,", ","),
+            ("\x03", ""),
+            ("a\x03b", "ab"),
+            ("\x03\x03", ""),
+            ("\x0312,\x0305y", ",y"),
+            ("ñ\x02ü\x0399€", "ñü€"),
+            // Not in the list: hex colour (U+0004), monospace (U+0011).
+            ("\x04FF0000x\x11y", "\x04FF0000x\x11y"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(strip_formatting(text), expected, "{text:?}");
+        }
+        assert!(matches!(strip_formatting("nada que quitar ñ"), Cow::Borrowed(_)));
+        assert!(matches!(strip_formatting("\x02x"), Cow::Owned(_)));
+    }
+
+    #[test]
+    fn ctcp_actions_and_others() {
+        assert_eq!(ctcp("\x01ACTION waves\x01"), Ctcp::Action("waves"));
+        assert_eq!(ctcp("\x01ACTION waves"), Ctcp::Action("waves"));
+        assert_eq!(ctcp("\x01ACTION  two spaces \x01"), Ctcp::Action(" two spaces "));
+        assert_eq!(ctcp("\x01ACTION\x01"), Ctcp::Action(""));
+        assert_eq!(ctcp("\x01ACTION"), Ctcp::Action(""));
+        assert_eq!(ctcp("\x01ACTION \x01"), Ctcp::Action(""));
+        assert_eq!(ctcp("\x01action waves\x01"), Ctcp::Action("waves"));
+        assert_eq!(ctcp("\x01ACTIONS x\x01"), Ctcp::Other);
+        assert_eq!(ctcp("\x01VERSION\x01"), Ctcp::Other);
+        assert_eq!(ctcp("\x01"), Ctcp::Other);
+        assert_eq!(ctcp("\x01\x01"), Ctcp::Other);
+        assert_eq!(ctcp("hola"), Ctcp::None);
+        assert_eq!(ctcp(""), Ctcp::None);
+        assert_eq!(ctcp(" \x01ACTION x\x01"), Ctcp::None);
+    }
+
+    #[test]
+    fn split_text_at_char_boundaries() {
+        assert_eq!(split_text("", 10), [""]);
+        assert_eq!(split_text("", 0), [""]);
+        assert_eq!(split_text("abc", 3), ["abc"]);
+        assert_eq!(split_text("abcdef", 3), ["abc", "def"]);
+        assert_eq!(split_text("abcdefg", 3), ["abc", "def", "g"]);
+        // "ñ" is 2 bytes, "€" 3, "🙂" 4.
+        assert_eq!(split_text("añb", 2), ["a", "ñ", "b"]);
+        assert_eq!(split_text("aañ", 3), ["aa", "ñ"]);
+        assert_eq!(split_text("a€€", 4), ["a€", "€"]);
+        assert_eq!(split_text("🙂🙂", 5), ["🙂", "🙂"]);
+        assert_eq!(split_text("🙂🙂", 8), ["🙂🙂"]);
+        assert_eq!(split_text("x🙂", 4), ["x", "🙂"]);
+        // Smaller than a character: one character a piece, never stuck.
+        assert_eq!(split_text("€ab", 1), ["€", "a", "b"]);
+        assert_eq!(split_text("ab", 0), ["a", "b"]);
+        let long = "ñandú 🙂 ".repeat(100);
+        for max in 1..20 {
+            let pieces = split_text(&long, max);
+            assert_eq!(pieces.concat(), long);
+            assert!(
+                pieces
+                    .iter()
+                    .all(|p| !p.is_empty() && (p.len() <= max || p.chars().count() == 1))
+            );
+        }
     }
 
     #[test]
