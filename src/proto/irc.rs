@@ -490,6 +490,101 @@ pub fn split_text(text: &str, max_bytes: usize) -> Vec<&str> {
     pieces
 }
 
+/// The earliest instant [`server_time`] writes, 0000-01-01T00:00:00.000Z,
+/// in milliseconds since the Unix epoch: earlier ones would need a sign or
+/// a fifth digit that server-time's format has no room for.
+pub const MIN_SERVER_TIME_MS: i64 = -62_167_219_200_000;
+
+/// The latest instant [`server_time`] writes, 9999-12-31T23:59:59.999Z.
+pub const MAX_SERVER_TIME_MS: i64 = 253_402_300_799_999;
+
+/// A message's `TS` (milliseconds since the Unix epoch) as IRCv3
+/// server-time, `2026-11-30T12:34:56.789Z`: the value of the `time` tag
+/// (PROTOCOL.md 13.2). Instants outside the four-digit years are written as
+/// [`MIN_SERVER_TIME_MS`] or [`MAX_SERVER_TIME_MS`], so any input gives a
+/// well-formed value that [`parse_server_time`] reads back.
+pub fn server_time(ts_ms: i64) -> String {
+    use chrono::{Datelike, Timelike};
+
+    let clamped = ts_ms.clamp(MIN_SERVER_TIME_MS, MAX_SERVER_TIME_MS);
+    let at = chrono::DateTime::from_timestamp_millis(clamped).expect("years 0000 to 9999 are inside chrono's range");
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.timestamp_subsec_millis()
+    )
+}
+
+/// Reads a server-time value back into milliseconds since the Unix epoch,
+/// for the `timestamp=` selectors of `CHATHISTORY`: exactly
+/// `YYYY-MM-DDThh:mm:ss` with an optional `.` and one or more fractional
+/// digits (beyond three truncated), then `Z`. `None` for anything else: an
+/// offset, lowercase `t` or `z`, signs, a date that does not exist (such as
+/// 2025-02-29) or second 60, so that a selector is never guessed at.
+pub fn parse_server_time(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let (head, tail) = bytes.split_at_checked(19)?;
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        b'-',
+        mo0,
+        mo1,
+        b'-',
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        b':',
+        mi0,
+        mi1,
+        b':',
+        s0,
+        s1,
+    ] = *head
+    else {
+        return None;
+    };
+    let number = |digits: &[u8]| -> Option<u32> {
+        digits.iter().try_fold(0u32, |value, &digit| {
+            digit.is_ascii_digit().then(|| value * 10 + u32::from(digit - b'0'))
+        })
+    };
+    let year = number(&[y0, y1, y2, y3])?;
+    let month = number(&[mo0, mo1])?;
+    let day = number(&[d0, d1])?;
+    let hour = number(&[h0, h1])?;
+    let minute = number(&[mi0, mi1])?;
+    let second = number(&[s0, s1])?;
+
+    let fraction = tail.strip_suffix(b"Z")?;
+    let millis = match fraction {
+        [] => 0,
+        [b'.', digits @ ..] if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
+            let mut padded = [b'0'; 3];
+            for (slot, &digit) in padded.iter_mut().zip(digits) {
+                *slot = digit;
+            }
+            number(&padded)?
+        }
+        _ => return None,
+    };
+
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    // Seconds under 60 and millis under 1000: chrono's leap-second form
+    // (second 59 with millis over 999) cannot arise.
+    let time = chrono::NaiveTime::from_hms_milli_opt(hour, minute, second, millis)?;
+    Some(date.and_time(time).and_utc().timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -856,6 +951,103 @@ mod tests {
                     .iter()
                     .all(|p| !p.is_empty() && (p.len() <= max || p.chars().count() == 1))
             );
+        }
+    }
+
+    #[test]
+    fn server_time_formats_milliseconds_since_the_epoch() {
+        assert_eq!(server_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(server_time(1_796_042_096_789), "2026-11-30T12:34:56.789Z");
+        assert_eq!(server_time(-1), "1969-12-31T23:59:59.999Z");
+        // Leap days, and the years past 2038 that a 32-bit time_t cannot hold.
+        assert_eq!(server_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(server_time(2_147_483_647_000), "2038-01-19T03:14:07.000Z");
+        assert_eq!(server_time(2_147_483_648_000), "2038-01-19T03:14:08.000Z");
+        assert_eq!(server_time(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+        assert_eq!(server_time(MIN_SERVER_TIME_MS), "0000-01-01T00:00:00.000Z");
+        assert_eq!(server_time(MAX_SERVER_TIME_MS), "9999-12-31T23:59:59.999Z");
+        // Out of range: clamped, never a panic.
+        assert_eq!(server_time(i64::MIN), server_time(MIN_SERVER_TIME_MS));
+        assert_eq!(server_time(i64::MAX), server_time(MAX_SERVER_TIME_MS));
+        assert_eq!(server_time(MAX_SERVER_TIME_MS + 1), server_time(MAX_SERVER_TIME_MS));
+    }
+
+    #[test]
+    fn server_time_limits_are_what_they_say() {
+        let instant = |text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .expect("a valid RFC 3339 time")
+                .timestamp_millis()
+        };
+        assert_eq!(MIN_SERVER_TIME_MS, instant("0000-01-01T00:00:00.000Z"));
+        assert_eq!(MAX_SERVER_TIME_MS, instant("9999-12-31T23:59:59.999Z"));
+    }
+
+    #[test]
+    fn server_time_round_trips() {
+        let samples = [
+            0,
+            1,
+            -1,
+            999,
+            1_000,
+            951_782_400_000,    // 2000-02-29
+            951_868_799_999,    // 2000-02-29T23:59:59.999
+            1_709_164_800_000,  // 2024-02-29
+            2_147_483_647_999,  // 2038-01-19T03:14:07.999
+            2_147_483_648_000,  // one second after
+            4_102_444_800_000,  // 2100-01-01 (not a leap year)
+            32_503_680_000_000, // 3000-01-01
+            -2_208_988_800_000, // 1900-01-01
+            MIN_SERVER_TIME_MS,
+            MAX_SERVER_TIME_MS,
+        ];
+        for ms in samples {
+            assert_eq!(parse_server_time(&server_time(ms)), Some(ms), "{ms}");
+        }
+        for ms in (MIN_SERVER_TIME_MS..=MAX_SERVER_TIME_MS).step_by(7_777_777_777_777) {
+            assert_eq!(parse_server_time(&server_time(ms)), Some(ms), "{ms}");
+        }
+    }
+
+    #[test]
+    fn parse_server_time_accepts_the_format_and_nothing_else() {
+        let at = |text| parse_server_time(text);
+        assert_eq!(at("2026-11-30T12:34:56.789Z"), Some(1_796_042_096_789));
+        assert_eq!(at("2026-11-30T12:34:56Z"), Some(1_796_042_096_000));
+        assert_eq!(at("2026-11-30T12:34:56.7Z"), Some(1_796_042_096_700));
+        assert_eq!(at("2026-11-30T12:34:56.78Z"), Some(1_796_042_096_780));
+        assert_eq!(at("2026-11-30T12:34:56.789999Z"), Some(1_796_042_096_789));
+        assert_eq!(at("2024-02-29T00:00:00.000Z"), Some(1_709_164_800_000));
+        assert_eq!(at("1969-12-31T23:59:59.999Z"), Some(-1));
+        for bad in [
+            "",
+            "2026-11-30",
+            "2026-11-30T12:34:56",
+            "2026-11-30T12:34:56.Z",
+            "2026-11-30T12:34:56.789",
+            "2026-11-30T12:34:56.789z",
+            "2026-11-30t12:34:56.789Z",
+            "2026-11-30 12:34:56.789Z",
+            "2026-11-30T12:34:56.789+00:00",
+            "2026-11-30T12:34:56.78aZ",
+            "2026-11-30T12:34:56.789ZZ",
+            " 2026-11-30T12:34:56.789Z",
+            "+026-11-30T12:34:56.789Z",
+            "2026-1-30T12:34:56.789Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-00-01T00:00:00.000Z",
+            "2025-02-29T00:00:00.000Z",
+            "2100-02-29T00:00:00.000Z",
+            "2026-04-31T00:00:00.000Z",
+            "2026-11-30T24:00:00.000Z",
+            "2026-11-30T12:60:00.000Z",
+            "2026-11-30T12:34:60.000Z",
+            "2026-11-30T12:34:5ñ.000Z",
+            "timestamp=2026-11-30T12:34:56.789Z",
+            "２０２６-11-30T12:34:56.789Z",
+        ] {
+            assert_eq!(at(bad), None, "{bad:?}");
         }
     }
 
