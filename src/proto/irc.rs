@@ -585,6 +585,55 @@ pub fn parse_server_time(text: &str) -> Option<i64> {
     Some(date.and_time(time).and_utc().timestamp_millis())
 }
 
+/// Why an `AUTHENTICATE` payload for SASL PLAIN is malformed; the front end
+/// answers each with `904`, like wrong credentials (PROTOCOL.md 13.1).
+#[derive(Debug, PartialEq, Eq, Clone, Copy, Error)]
+pub enum SaslError {
+    /// Not standard base64 with canonical padding.
+    #[error("not standard base64")]
+    BadBase64,
+    /// Not exactly two NULs, so not `authzid NUL authcid NUL password`.
+    #[error("not authzid, authcid and password separated by NULs")]
+    WrongFieldCount,
+    /// The decoded bytes are not UTF-8, which account names and passwords
+    /// are.
+    #[error("not UTF-8")]
+    NotUtf8,
+    /// An empty authcid (user name) or password, which RFC 4616 does not
+    /// allow.
+    #[error("empty user name or password")]
+    EmptyField,
+}
+
+/// Decodes a SASL PLAIN payload (RFC 4616): standard base64, with padding,
+/// of `authzid NUL authcid NUL password`, returned as (authzid, authcid,
+/// password). The authzid may be empty (the usual case: "act as myself");
+/// whether a non-empty one is accepted is the front end's decision. The
+/// front end joins `AUTHENTICATE` chunks and turns a lone `+` into `""`
+/// before calling this.
+///
+/// # Errors
+/// [`SaslError`] for bad base64, a wrong number of NULs, bytes that are not
+/// UTF-8, or an empty authcid or password.
+pub fn sasl_plain(payload_b64: &str) -> Result<(String, String, String), SaslError> {
+    use base64::Engine as _;
+
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(payload_b64)
+        .map_err(|_| SaslError::BadBase64)?;
+    let text = String::from_utf8(decoded).map_err(|_| SaslError::NotUtf8)?;
+    let mut fields = text.split('\0');
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(SaslError::WrongFieldCount);
+    };
+    if authcid.is_empty() || password.is_empty() {
+        return Err(SaslError::EmptyField);
+    }
+    Ok((authzid.to_owned(), authcid.to_owned(), password.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1048,6 +1097,39 @@ mod tests {
             "２０２６-11-30T12:34:56.789Z",
         ] {
             assert_eq!(at(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sasl_plain_payloads() {
+        let ok = |authzid: &str, authcid: &str, password: &str| {
+            Ok((authzid.to_owned(), authcid.to_owned(), password.to_owned()))
+        };
+        assert_eq!(sasl_plain("AGFuYQBzZWNyZXQ="), ok("", "ana", "secret"));
+        assert_eq!(sasl_plain("YW5hAGFuYQBzZWNyZXQ="), ok("ana", "ana", "secret"));
+        assert_eq!(sasl_plain("AGFuYQBjb250cmFzZcOxYQ=="), ok("", "ana", "contraseña"));
+        assert_eq!(sasl_plain("AGFuYQBwPj9+"), ok("", "ana", "p>?~"));
+        assert_eq!(sasl_plain("AGFuYQBhIGI="), ok("", "ana", "a b"));
+
+        assert_eq!(sasl_plain(""), Err(SaslError::WrongFieldCount));
+        assert_eq!(sasl_plain("YW5hAHNlY3JldA=="), Err(SaslError::WrongFieldCount));
+        assert_eq!(sasl_plain("AGFuYQBzZWMAcmV0"), Err(SaslError::WrongFieldCount));
+        assert_eq!(sasl_plain("AGFuYQD//g=="), Err(SaslError::NotUtf8));
+        assert_eq!(sasl_plain("AABzZWNyZXQ="), Err(SaslError::EmptyField));
+        assert_eq!(sasl_plain("AGFuYQA="), Err(SaslError::EmptyField));
+
+        for bad in [
+            "AGFuYQBzZWNyZXQ",   // padding missing
+            "AGFuYQBzZWNyZXQ==", // too much padding
+            "AGFuYQBzZWNyZXR=",  // non-zero trailing bits
+            "AGFuYQBzZWNy ZXQ=", // a space
+            "AGFuYQBzZWNyZXQ=\n",
+            "AGFuYQBwPj9-", // URL-safe alphabet
+            "+",            // the empty payload's marker, not base64
+            "!!!!",
+            "ñ",
+        ] {
+            assert_eq!(sasl_plain(bad), Err(SaslError::BadBase64), "{bad:?}");
         }
     }
 
