@@ -239,6 +239,25 @@ proptest! {
         }
     }
 
+    /// Any line that parses, written again, parses into the same message:
+    /// parse keeps exactly what write_line needs (commands aside, which
+    /// write_line only takes as letters and digits).
+    #[test]
+    fn parsed_lines_write_back(text in prop_oneof![ircish(), any::<String>()]) {
+        let Ok(message) = irc::parse(&text) else {
+            return Ok(());
+        };
+        if !message.command.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(());
+        }
+        let tags: Vec<(&str, &str)> = message.tags.iter().map(|tag| (tag.key, &*tag.value)).collect();
+        let mut out = Vec::new();
+        irc::write_line(&mut out, &tags, message.source, message.command, &message.params, false);
+        let line = String::from_utf8(out).expect("UTF-8 in, UTF-8 out");
+        let again = irc::parse(line.strip_suffix("\r\n").expect("ends with CRLF")).expect("a written line parses");
+        prop_assert_eq!(again, message);
+    }
+
     /// Escaping and unescaping a tag value gives it back, and the escaped
     /// form holds none of the characters that would end the tag.
     #[test]
