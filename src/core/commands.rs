@@ -24,7 +24,7 @@ use super::reply::{Answer, Reply, ReplyTo};
 use super::rooms::{self, RoomListing, RoomRef};
 use super::session::{Me, Session};
 use super::validate;
-use crate::store::{Account, Conversation, Destination, NewAccount, NewMessage, Parted, Place, StoredMessage};
+use crate::store::{Account, Conversation, Destination, NewAccount, NewMessage, Parted, Place, StoredMessage, Window};
 
 /// Largest `N` of `HISTORY N` and `SYNC AFTER N`.
 pub const MAX_HISTORY: u32 = 1000;
@@ -745,6 +745,40 @@ fn history(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
     Ok(Outcome::Done(Answer::Messages(
         stored.into_iter().map(message).collect(),
     )))
+}
+
+/// A conversation's stored messages for front ends whose history reads are
+/// richer than `HISTORY`'s (IRC's `CHATHISTORY`): up to `limit` of those in
+/// `window`, oldest first, with the conversation's name as a reader sees it
+/// (`#general`, the room's own case, or the other account's username).
+/// `target` is written as for `HISTORY`: `#ROOM` (the lobby's `#general`
+/// included) or `@USER`; its checks are `HISTORY`'s.
+///
+/// # Errors
+/// `bad-request`, `invalid-room`, `invalid-username`, `no-such-room`,
+/// `not-member`, `no-such-user`, or `db-error`.
+pub fn read_history(
+    session: &mut Session<'_>,
+    target: &str,
+    limit: u32,
+    window: &Window,
+) -> Result<(Arc<str>, Vec<Message>), ErrorCode> {
+    let target = Written::parse(target)?.checked()?;
+    session.settle();
+    let (name, conversation) = match resolve(session, target)? {
+        Resolved::Lobby => (Arc::from(rooms::LOBBY), Conversation::Lobby),
+        Resolved::Room(room) => (room.name, Conversation::Room(room.id)),
+        Resolved::Account(other) => (
+            Arc::from(other.username),
+            Conversation::Between(me(session)?.account_id, other.id),
+        ),
+    };
+    let stored = session
+        .core
+        .store
+        .history_window(conversation, limit.clamp(1, MAX_HISTORY), window)
+        .map_err(|e| session.failed("history", &e))?;
+    Ok((name, stored.into_iter().map(message).collect()))
 }
 
 /// Reads the arguments of `SYNC AFTER [N]`.
