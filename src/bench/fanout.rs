@@ -67,16 +67,7 @@ pub struct LiveClient {
 /// # Errors
 /// When any connection or login fails.
 pub fn connect_many(common: &Common, first: usize, count: usize) -> Result<Vec<Conn>, BenchError> {
-    parallel(count, CONNECTORS, |i| {
-        let mut conn = Conn::connect(common.addr, common.tls.as_ref())?;
-        conn.log_in(
-            common.protocol,
-            &common.user(first + i),
-            &common.password,
-            common.timeout,
-        )?;
-        Ok(conn)
-    })
+    parallel(count, CONNECTORS, |i| common.open(first + i))
 }
 
 /// Runs the scenario.

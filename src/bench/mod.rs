@@ -45,12 +45,33 @@ pub struct Common {
     pub progress: bool,
     /// With `--tls`, every connection is TLS (charla only).
     pub tls: Option<wire::Tls>,
+    /// For `--protocol irc` against charla's IRC front end: where to make
+    /// the bench accounts first, in charla's protocol (IRC has no
+    /// registration).
+    pub accounts_at: Option<SocketAddr>,
 }
 
 impl Common {
     /// The name of bench account `i`.
     pub fn user(&self, i: usize) -> String {
         format!("{}{i}", self.prefix)
+    }
+
+    /// Opens a connection as bench account `i`, logged in: first making
+    /// the account at [`Common::accounts_at`] when that is set.
+    ///
+    /// # Errors
+    /// When a connection, the account or the login fails.
+    pub fn open(&self, i: usize) -> Result<wire::Conn, BenchError> {
+        let user = self.user(i);
+        if let (Protocol::Irc, Some(at)) = (self.protocol, self.accounts_at) {
+            let mut maker = wire::Conn::connect(at, None)?;
+            maker.log_in(Protocol::Charla, &user, &self.password, self.timeout)?;
+            maker.close(Protocol::Charla);
+        }
+        let mut conn = wire::Conn::connect(self.addr, self.tls.as_ref())?;
+        conn.log_in(self.protocol, &user, &self.password, self.timeout)?;
+        Ok(conn)
     }
 
     /// What carries the connections, for reports: `plain` or `tls`.

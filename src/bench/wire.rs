@@ -262,7 +262,7 @@ impl Conn {
         let _ = self.stream.set_read_timeout(Some(timeout));
         let result = match protocol {
             Protocol::Charla => self.log_in_charla(user, password),
-            Protocol::Irc => self.log_in_irc(user),
+            Protocol::Irc => self.log_in_irc(user, password),
         };
         let _ = self.stream.set_read_timeout(None);
         result
@@ -293,8 +293,11 @@ impl Conn {
         }
     }
 
-    fn log_in_irc(&mut self, user: &str) -> Result<(), BenchError> {
-        self.send(format!("NICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
+    /// Registers with `PASS` (charla's IRC front end checks it against the
+    /// account; a server without a password, as ngIRCd by default, ignores
+    /// it), `NICK` and `USER`, then joins the bench channel.
+    fn log_in_irc(&mut self, user: &str, password: &str) -> Result<(), BenchError> {
+        self.send(format!("PASS {password}\r\nNICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
         self.irc_until("001")?;
         self.send(format!("JOIN {IRC_CHANNEL}\r\n").as_bytes())?;
         self.irc_until("366")

@@ -50,6 +50,10 @@ struct Cli {
     /// self-signed certificate) instead of the system's.
     #[arg(long, value_name = "FILE", requires = "tls", global = true)]
     ca: Option<PathBuf>,
+    /// With --protocol irc against charla's IRC front end (--irc-addr):
+    /// make the bench accounts first at this charla-protocol address.
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    accounts_at: Option<String>,
     /// The scenario.
     #[command(subcommand)]
     scenario: Scenario,
@@ -142,6 +146,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let accounts_at = match &cli.accounts_at {
+        None => None,
+        Some(_) if cli.protocol != Protocol::Irc => {
+            eprintln!("charla-bench: --accounts-at is for --protocol irc");
+            return ExitCode::from(2);
+        }
+        Some(at) => match at.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(at)) => Some(at),
+            _ => {
+                eprintln!("charla-bench: cannot resolve --accounts-at {at}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let tls = if cli.tls {
         if cli.protocol != Protocol::Charla {
             eprintln!("charla-bench: --tls is for the charla protocol only");
@@ -178,6 +196,7 @@ fn main() -> ExitCode {
         timeout: Duration::from_secs(cli.timeout),
         progress: true,
         tls,
+        accounts_at,
     };
     let report = match &cli.scenario {
         Scenario::Fanout(args) => fanout::run(&common, &args.options()),

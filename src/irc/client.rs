@@ -821,7 +821,6 @@ impl<'c> IrcClient<'c> {
         let server = self.codec.server().to_string();
         let mut response = Response::new(&server, &nick);
         let to = ReplyTo::new(None, Some("ROOMS"));
-        response.numeric("321", &["Channel", "Users  Name"]);
         match commands::call(&mut self.session, &to, "ROOMS", &Args::default()) {
             Ok(Outcome::Done(Answer::Rooms(listing))) => {
                 for room in listing {
