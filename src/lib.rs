@@ -26,6 +26,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod irc;
 pub mod logging;
 pub mod net;
 pub mod proto;

@@ -561,7 +561,8 @@ fn one_line_answer() -> impl Strategy<Value = (Answer, String)> {
             let fields = token.clone().unwrap_or_default();
             (Answer::Pong(token), fields)
         }),
-        (1..=i64::MAX, 0..=i64::MAX).prop_map(|(id, ts)| (Answer::Stored { id, ts }, format!("{id} {ts}"))),
+        (1..=i64::MAX, 0..=i64::MAX)
+            .prop_map(|(id, ts)| (Answer::Stored { id, ts, message: None }, format!("{id} {ts}"))),
         (username(), free_text(100, false)).prop_map(|(user, name)| {
             let fields = format!("{user} {name}");
             (

@@ -318,3 +318,37 @@ fn the_certificate_command_writes_a_pair_and_prints_its_fingerprint() {
     assert_eq!(exited.status.code(), Some(1));
     assert!(exited.stderr.contains("--force"), "{}", exited.stderr);
 }
+
+#[test]
+fn irc_clients_connect_inside_tls_and_reach_charla_sessions() {
+    let certs = tempfile::tempdir().expect("a temporary directory");
+    let (cert, key) = certificate(certs.path());
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let server = TestServer::start_with(&[
+        "--irc-tls-addr",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert_arg,
+        "--tls-key",
+        &key_arg,
+        "--node",
+        "seguro",
+    ]);
+    let addr = server.irc_tls.expect("the IRC TLS listener is announced as (IRC, TLS)");
+    let mut bea = registered(&server, "bea");
+    let mut irc = TlsClient::connect(addr, &cert).expect("a TLS connection");
+    irc.send("PASS secreto123\r");
+    irc.send("NICK bea\r");
+    irc.send("USER bea 0 * :Bea\r");
+    irc.expect(":seguro 001 bea :Welcome to charla, bea\r");
+    loop {
+        if irc.line().expect("the burst") == ":seguro 366 bea #general :End of /NAMES list\r" {
+            break;
+        }
+    }
+    bea.say("hola por TLS");
+    irc.expect(":bea!bea@charla PRIVMSG #general :hola por TLS\r");
+    irc.send("PRIVMSG #general :y de vuelta\r");
+    let msg = bea.line();
+    assert!(msg.ends_with(" bea y de vuelta"), "{msg}");
+}

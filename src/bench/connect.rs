@@ -41,8 +41,7 @@ pub fn run(common: &Common, options: &ConnectOptions) -> Result<Report, BenchErr
     let done = AtomicUsize::new(0);
     let show = common.show_progress();
     let conns = parallel(options.clients, options.parallel, |i| {
-        let mut conn = Conn::connect(common.addr)?;
-        conn.log_in(common.protocol, &common.user(i), &common.password, common.timeout)?;
+        let conn = common.open(i)?;
         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
         if show && n.is_multiple_of(500) {
             eprint!("\rconnected {n}/{}   ", options.clients);
@@ -116,6 +115,7 @@ pub fn run(common: &Common, options: &ConnectOptions) -> Result<Report, BenchErr
     let mut report = Report::new("connect");
     report
         .text("protocol", protocol_name(common.protocol))
+        .text("transport", common.transport())
         .int("clients", options.clients as u64)
         .int("parallel", options.parallel as u64)
         .float("login_seconds", login_time.as_secs_f64())

@@ -55,7 +55,7 @@ struct ReaderStats {
 /// A logged-in client with its reader thread running.
 pub struct LiveClient {
     /// For sending and for closing.
-    pub conn_stream: Arc<std::net::TcpStream>,
+    pub conn_stream: Arc<wire::Stream>,
     /// What the reader counts.
     stats: Arc<ReaderStats>,
     /// The reader, returning its latency histogram.
@@ -67,16 +67,7 @@ pub struct LiveClient {
 /// # Errors
 /// When any connection or login fails.
 pub fn connect_many(common: &Common, first: usize, count: usize) -> Result<Vec<Conn>, BenchError> {
-    parallel(count, CONNECTORS, |i| {
-        let mut conn = Conn::connect(common.addr)?;
-        conn.log_in(
-            common.protocol,
-            &common.user(first + i),
-            &common.password,
-            common.timeout,
-        )?;
-        Ok(conn)
-    })
+    parallel(count, CONNECTORS, |i| common.open(first + i))
 }
 
 /// Runs the scenario.
@@ -193,6 +184,7 @@ pub fn run_with(common: &Common, options: &FanoutOptions, on_start: impl FnOnce(
     let mut report = Report::new("fanout");
     report
         .text("protocol", protocol_name(common.protocol))
+        .text("transport", common.transport())
         .int("clients", options.clients as u64)
         .int("senders", options.senders as u64)
         .int("messages_per_sender", options.messages as u64)
@@ -321,7 +313,7 @@ fn spawn_reader(mut conn: Conn, protocol: Protocol, window: Option<Sender<()>>) 
 /// A sender's loop: `messages` sends, never more than `window` in flight,
 /// then waits until all are acknowledged.
 fn send_all(
-    stream: &std::net::TcpStream,
+    stream: &wire::Stream,
     protocol: Protocol,
     sender: usize,
     options: &FanoutOptions,

@@ -3,7 +3,8 @@
 //!
 //! The binary only parses arguments; each scenario lives in its own module
 //! and returns a [`report::Report`] printed for people or as one JSON line.
-//! Every client of a scenario is a real TCP connection with its own reader
+//! Every client of a scenario is a real TCP connection (TLS with `--tls`, in
+//! the charla protocol, to measure what encryption costs) with its own reader
 //! thread; timestamps inside message bodies are nanoseconds since one
 //! [`Instant`] shared by the whole bench process, so receivers measure
 //! end-to-end latency without clock skew. Every loop here is bounded by a
@@ -42,12 +43,40 @@ pub struct Common {
     pub timeout: Duration,
     /// Print a progress line on stderr (only when it is a terminal).
     pub progress: bool,
+    /// With `--tls`, every connection is TLS (charla only).
+    pub tls: Option<wire::Tls>,
+    /// For `--protocol irc` against charla's IRC front end: where to make
+    /// the bench accounts first, in charla's protocol (IRC has no
+    /// registration).
+    pub accounts_at: Option<SocketAddr>,
 }
 
 impl Common {
     /// The name of bench account `i`.
     pub fn user(&self, i: usize) -> String {
         format!("{}{i}", self.prefix)
+    }
+
+    /// Opens a connection as bench account `i`, logged in: first making
+    /// the account at [`Common::accounts_at`] when that is set.
+    ///
+    /// # Errors
+    /// When a connection, the account or the login fails.
+    pub fn open(&self, i: usize) -> Result<wire::Conn, BenchError> {
+        let user = self.user(i);
+        if let (Protocol::Irc, Some(at)) = (self.protocol, self.accounts_at) {
+            let mut maker = wire::Conn::connect(at, None)?;
+            maker.log_in(Protocol::Charla, &user, &self.password, self.timeout)?;
+            maker.close(Protocol::Charla);
+        }
+        let mut conn = wire::Conn::connect(self.addr, self.tls.as_ref())?;
+        conn.log_in(self.protocol, &user, &self.password, self.timeout)?;
+        Ok(conn)
+    }
+
+    /// What carries the connections, for reports: `plain` or `tls`.
+    pub fn transport(&self) -> &'static str {
+        if self.tls.is_some() { "tls" } else { "plain" }
     }
 
     /// Whether progress lines should be drawn.

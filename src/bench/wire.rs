@@ -1,14 +1,20 @@
 //! The two protocols the bench speaks: charla's and IRC's, reduced to what
 //! the scenarios need (log in, send a timestamped message, recognise an
-//! acknowledgement and a delivery).
+//! acknowledgement and a delivery), over plain TCP or, for charla, TLS
+//! (`--tls`, to measure what it costs).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::BenchError;
+use crate::core::transport::Transport;
+use crate::net::tls::TlsTransport;
 use crate::proto::frame::{Frame, LineReader};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The channel IRC clients of the bench join.
 pub const IRC_CHANNEL: &str = "#bench";
@@ -44,9 +50,112 @@ pub enum Incoming<'a> {
     Other,
 }
 
-/// Reads from a shared socket, so one connection needs one descriptor even
+/// How the bench talks TLS (`--tls`): the settings that say which
+/// certificates it trusts, and the name the server's must be valid for.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// The client settings (the `--ca` file's certificates, or the
+    /// system's roots).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The host part of `--addr`.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+/// A bench connection's byte stream, plain or TLS. Like a `TcpStream`, a
+/// shared reference reads and writes, so a reader thread and a sender share
+/// one connection (and one descriptor).
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (boxed: it is large, and a plain stream need not be).
+    Tls(Box<TlsTransport>),
+}
+
+impl Stream {
+    /// Shuts the connection down (after close_notify, in TLS).
+    ///
+    /// # Errors
+    /// The socket's error, in plain TCP.
+    pub fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.shutdown(how),
+            Stream::Tls(transport) => {
+                transport.shutdown(how);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets how long a read may block.
+    ///
+    /// # Errors
+    /// When the socket refuses it.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.set_read_timeout(timeout),
+            Stream::Tls(transport) => transport.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => (&*stream).read(buf),
+            Stream::Tls(transport) => loop {
+                match Transport::read(&**transport, buf) {
+                    // The transport's bounded wait to write bytes a sender
+                    // left held, not a read timeout: try again.
+                    Err(e)
+                        if transport.pending()
+                            && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    other => return other,
+                }
+            },
+        }
+    }
+}
+
+impl Write for &Stream {
+    /// In TLS, blocks like a socket write until what it took is on the
+    /// wire (or the connection fails).
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let transport = match self {
+            Stream::Plain(stream) => return (&*stream).write(buf),
+            Stream::Tls(transport) => transport,
+        };
+        let waiting = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+            )
+        };
+        let taken = loop {
+            match transport.send(&[IoSlice::new(buf)]) {
+                Ok(0) if !buf.is_empty() => {}
+                Ok(n) => break n,
+                Err(e) if waiting(&e) => {}
+                Err(e) => return Err(e),
+            }
+        };
+        while transport.pending() {
+            match transport.flush() {
+                Ok(()) => {}
+                Err(e) if waiting(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads from a shared stream, so one connection needs one descriptor even
 /// with a reader thread and a writer.
-pub struct SharedStream(pub Arc<TcpStream>);
+pub struct SharedStream(pub Arc<Stream>);
 
 impl Read for SharedStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -56,20 +165,34 @@ impl Read for SharedStream {
 
 /// One bench connection, logged in.
 pub struct Conn {
-    /// The socket, shared with the reader thread.
-    pub stream: Arc<TcpStream>,
+    /// The connection, shared with the reader thread.
+    pub stream: Arc<Stream>,
     /// Splits what arrives into lines without copying them.
     reader: LineReader<SharedStream>,
 }
 
 impl Conn {
-    /// Connects to `addr`.
+    /// Connects to `addr`; with `tls`, also completes the TLS handshake
+    /// (the server's certificate verified as the client does).
     ///
     /// # Errors
-    /// When the connection fails.
-    pub fn connect(addr: SocketAddr) -> Result<Conn, BenchError> {
+    /// When the connection or the handshake fails.
+    pub fn connect(addr: SocketAddr, tls: Option<&Tls>) -> Result<Conn, BenchError> {
         let stream = TcpStream::connect(addr).map_err(BenchError::io(format!("connect to {addr}")))?;
         let _ = stream.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some(tls) => {
+                let context = format!("TLS handshake with {addr}");
+                let transport = TlsTransport::client(stream, Arc::clone(&tls.config), tls.name.clone())
+                    .map_err(BenchError::io(context.clone()))?;
+                transport
+                    .complete_handshake(Instant::now() + HANDSHAKE_TIMEOUT)
+                    .map_err(BenchError::io(context.clone()))?;
+                transport.set_read_timeout(None).map_err(BenchError::io(context))?;
+                Stream::Tls(Box::new(transport))
+            }
+        };
         let stream = Arc::new(stream);
         let reader = LineReader::new(SharedStream(Arc::clone(&stream)), MAX_LINE);
         Ok(Conn { stream, reader })
@@ -139,7 +262,7 @@ impl Conn {
         let _ = self.stream.set_read_timeout(Some(timeout));
         let result = match protocol {
             Protocol::Charla => self.log_in_charla(user, password),
-            Protocol::Irc => self.log_in_irc(user),
+            Protocol::Irc => self.log_in_irc(user, password),
         };
         let _ = self.stream.set_read_timeout(None);
         result
@@ -170,8 +293,11 @@ impl Conn {
         }
     }
 
-    fn log_in_irc(&mut self, user: &str) -> Result<(), BenchError> {
-        self.send(format!("NICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
+    /// Registers with `PASS` (charla's IRC front end checks it against the
+    /// account; a server without a password, as ngIRCd by default, ignores
+    /// it), `NICK` and `USER`, then joins the bench channel.
+    fn log_in_irc(&mut self, user: &str, password: &str) -> Result<(), BenchError> {
+        self.send(format!("PASS {password}\r\nNICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
         self.irc_until("001")?;
         self.send(format!("JOIN {IRC_CHANNEL}\r\n").as_bytes())?;
         self.irc_until("366")

@@ -2,6 +2,7 @@
 //! against a running server (see docs/PERFORMANCE.md).
 
 use std::net::ToSocketAddrs;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use charla::bench::connect::{self, ConnectOptions};
 use charla::bench::fanout::{self, FanoutOptions};
 use charla::bench::login::{self, LoginOptions};
+use charla::bench::wire::Tls;
 use charla::bench::{Common, Protocol};
 
 /// Load scenarios for charla-server (and, for comparison, an IRC server).
@@ -40,6 +42,18 @@ struct Cli {
     /// Seconds any phase may take before the run gives up.
     #[arg(long, default_value_t = 120, global = true)]
     timeout: u64,
+    /// Every connection over TLS (the server's --tls-addr; charla protocol
+    /// only), verifying the certificate for the host of --addr.
+    #[arg(long, global = true)]
+    tls: bool,
+    /// With --tls, trust the certificates in this PEM file (the server's
+    /// self-signed certificate) instead of the system's.
+    #[arg(long, value_name = "FILE", requires = "tls", global = true)]
+    ca: Option<PathBuf>,
+    /// With --protocol irc against charla's IRC front end (--irc-addr):
+    /// make the bench accounts first at this charla-protocol address.
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    accounts_at: Option<String>,
     /// The scenario.
     #[command(subcommand)]
     scenario: Scenario,
@@ -132,6 +146,47 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let accounts_at = match &cli.accounts_at {
+        None => None,
+        Some(_) if cli.protocol != Protocol::Irc => {
+            eprintln!("charla-bench: --accounts-at is for --protocol irc");
+            return ExitCode::from(2);
+        }
+        Some(at) => match at.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(at)) => Some(at),
+            _ => {
+                eprintln!("charla-bench: cannot resolve --accounts-at {at}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let tls = if cli.tls {
+        if cli.protocol != Protocol::Charla {
+            eprintln!("charla-bench: --tls is for the charla protocol only");
+            return ExitCode::from(2);
+        }
+        let Some(name) = charla::client::tls::server_name(&cli.addr) else {
+            eprintln!(
+                "charla-bench: --addr {} has no host to verify the certificate against",
+                cli.addr
+            );
+            return ExitCode::from(2);
+        };
+        match charla::client::tls::client_config(cli.ca.as_deref()) {
+            Ok(config) => Some(Tls { config, name }),
+            Err(problem) => {
+                let path = cli.ca.as_deref().map_or_else(String::new, |p| p.display().to_string());
+                let told = charla::client::i18n::Text::CaUnusable {
+                    path: &path,
+                    problem: &problem,
+                };
+                eprintln!("charla-bench: {}", told.render(charla::client::i18n::Lang::En));
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let common = Common {
         addr,
         protocol: cli.protocol,
@@ -140,6 +195,8 @@ fn main() -> ExitCode {
         password: cli.password,
         timeout: Duration::from_secs(cli.timeout),
         progress: true,
+        tls,
+        accounts_at,
     };
     let report = match &cli.scenario {
         Scenario::Fanout(args) => fanout::run(&common, &args.options()),

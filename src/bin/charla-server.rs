@@ -32,12 +32,21 @@ struct Args {
     /// --tls-cert and --tls-key).
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     tls_addr: Option<String>,
-    /// The server's certificate chain, PEM (for --tls-addr).
-    #[arg(long, requires = "tls_addr")]
+    /// The server's certificate chain, PEM (for --tls-addr and
+    /// --irc-tls-addr).
+    #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
-    /// The certificate's private key, PEM (for --tls-addr).
-    #[arg(long, requires = "tls_addr")]
+    /// The certificate's private key, PEM (for --tls-addr and
+    /// --irc-tls-addr).
+    #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Also let IRC clients (irssi, WeeChat, bots) in on this address, with
+    /// the same accounts and rooms (PROTOCOL.md 13).
+    #[arg(long)]
+    irc_addr: Option<String>,
+    /// The IRC front end inside TLS (needs --tls-cert and --tls-key).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    irc_tls_addr: Option<String>,
     /// The database: an SQLite file, created with its tables on first start,
     /// or `postgres://USER@HOST:PORT/DBNAME` (or `postgresql://`) to be one
     /// node of a cluster sharing that PostgreSQL database (docs/CLUSTER.md).
@@ -231,9 +240,15 @@ fn main() -> ExitCode {
         eprintln!("charla-server: --node must be 1 to 64 characters of A-Z a-z 0-9 _ -");
         return ExitCode::FAILURE;
     }
+    if args.tls_cert.is_some() && args.tls_addr.is_none() && args.irc_tls_addr.is_none() {
+        eprintln!("charla-server: --tls-cert and --tls-key need --tls-addr or --irc-tls-addr");
+        return ExitCode::FAILURE;
+    }
     let plain = if args.addr == "none" {
-        if args.tls_addr.is_none() {
-            eprintln!("charla-server: --addr none needs --tls-addr: there would be nothing to listen on");
+        if args.tls_addr.is_none() && args.irc_addr.is_none() && args.irc_tls_addr.is_none() {
+            eprintln!(
+                "charla-server: --addr none needs --tls-addr, --irc-addr or --irc-tls-addr: there would be nothing to listen on"
+            );
             return ExitCode::FAILURE;
         }
         None
@@ -246,30 +261,44 @@ fn main() -> ExitCode {
             }
         }
     };
-    let tls = match (&args.tls_addr, &args.tls_cert, &args.tls_key) {
-        (Some(addr), Some(cert), Some(key)) => {
-            let config = match charla::net::tls::server_config(cert, key) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("charla-server: TLS: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match TcpListener::bind(addr) {
-                Ok(listener) => Some((listener, config)),
-                Err(e) => {
-                    eprintln!("charla-server: cannot listen on {addr}: {e}");
-                    return ExitCode::FAILURE;
-                }
+    let tls_config = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match charla::net::tls::server_config(cert, key) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("charla-server: TLS: {e}");
+                return ExitCode::FAILURE;
             }
-        }
+        },
         _ => None,
+    };
+    let bind = |addr: &Option<String>| -> Result<Option<TcpListener>, ExitCode> {
+        match addr {
+            None => Ok(None),
+            Some(addr) => TcpListener::bind(addr).map(Some).map_err(|e| {
+                eprintln!("charla-server: cannot listen on {addr}: {e}");
+                ExitCode::FAILURE
+            }),
+        }
+    };
+    let with_config = |listener: Option<TcpListener>| listener.zip(tls_config.clone());
+    let tls = match bind(&args.tls_addr) {
+        Ok(listener) => with_config(listener),
+        Err(code) => return code,
+    };
+    let irc = match bind(&args.irc_addr) {
+        Ok(listener) => listener,
+        Err(code) => return code,
+    };
+    let irc_tls = match bind(&args.irc_tls_addr) {
+        Ok(listener) => with_config(listener),
+        Err(code) => return code,
     };
     let relay_addr = match args.relay_addr.as_str() {
         "auto" => {
             let host = plain
                 .as_ref()
                 .or(tls.as_ref().map(|(l, _)| l))
+                .or(irc.as_ref())
                 .and_then(|l| l.local_addr().ok())
                 .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
             std::net::SocketAddr::new(host, 0).to_string()
@@ -351,6 +380,8 @@ fn main() -> ExitCode {
     // The plain listener's line comes last, when there is one: scripts that
     // wait for it then know every address.
     let announced = [
+        irc_tls.as_ref().map(|(l, _)| (l, " (IRC, TLS)")),
+        irc.as_ref().map(|l| (l, " (IRC)")),
         tls.as_ref().map(|(l, _)| (l, " (TLS)")),
         plain.as_ref().map(|l| (l, "")),
     ];
@@ -369,6 +400,8 @@ fn main() -> ExitCode {
     let listeners = Listeners {
         plain,
         tls,
+        irc,
+        irc_tls,
         health,
         relay: Some(relay),
     };

@@ -1,14 +1,15 @@
 //! `charla`: the terminal client. Parses the command line and runs
 //! [`charla::client::run`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
-use charla::client::i18n::Lang;
+use charla::client::i18n::{Lang, Text};
 use charla::client::share::ShareAddr;
-use charla::client::{Options, RECONNECT_FOR, exit};
+use charla::client::{Options, RECONNECT_FOR, exit, tls};
 
 /// The charla chat client: log in or register, then chat. Reads from the
 /// keyboard on a terminal, or line by line from stdin when it is a pipe.
@@ -28,15 +29,17 @@ In the chat (Spanish spellings in brackets): /join #room (/unirse), /part [#room
 the current room.
 
 Files you share are served from this client: by default on the address it reaches the server from,
-a free port (--share-addr); fetchers that cannot reach it, and every fetch with --no-direct, go
-through the server's relay. Shared files are offered for as long as the session lasts (after a
-reconnection they are offered again, under new ids).
+a free port (--share-addr); others must be able to reach it. With --no-direct every fetch of your
+files goes through the server's relay instead. Shared files are offered for as long as the session
+lasts (after a reconnection they are offered again, under new ids).
 
 Exit codes:
   0    the user left (salir, /quit, end of input)
-  1    bad arguments, or the terminal or stdin failed
-  2    connection error: no server could be reached, or the connection was lost (or a server stopped
-       answering, or shut down) and reconnecting failed for --reconnect-for seconds
+  1    bad arguments (a --ca file that is missing or holds no certificate), or the terminal or stdin
+       failed
+  2    connection error: no server could be reached or its certificate did not verify (--tls), or the
+       connection was lost (or a server stopped answering, or shut down) and reconnecting failed for
+       --reconnect-for seconds
   3    server error: the server closed the session (BYE: full, slow consumer, ...; shutting down with
        --reconnect-for 0) or broke the protocol
   130  interrupted (Ctrl-C, SIGINT, SIGTERM, SIGHUP)"
@@ -59,6 +62,16 @@ struct Args {
     /// connection is lost or a server stops (0: never; end at once).
     #[arg(long, value_name = "SECS", default_value_t = RECONNECT_FOR.as_secs())]
     reconnect_for: u64,
+    /// Talk to the server over TLS (its --tls-addr), verifying its
+    /// certificate and that it is valid for the host of --server; trusts
+    /// the system's certificate authorities, or those of --ca.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls, trust the certificates in this PEM file instead of the
+    /// system's: a classroom's self-signed certificate (made with
+    /// `charla-server certificate`) or its own authority.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca: Option<PathBuf>,
     /// Where to serve the files you share: auto (the address this client
     /// reaches the server from, a free port), IP:PORT (port 0: a free one),
     /// or none (no direct transfers: everything through the server's relay).
@@ -96,6 +109,30 @@ fn main() -> ExitCode {
         eprintln!("charla: --server: an empty address in the list");
         return ExitCode::from(exit::USAGE);
     }
+    let tls = if args.tls {
+        match tls::client_config(args.ca.as_deref()) {
+            Ok(config) => Some(config),
+            Err(problem) => {
+                let path = args
+                    .ca
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+                    .to_string();
+                eprintln!(
+                    "{}",
+                    Text::CaUnusable {
+                        path: &path,
+                        problem: &problem
+                    }
+                    .render(args.lang)
+                );
+                return ExitCode::from(exit::USAGE);
+            }
+        }
+    } else {
+        None
+    };
     let options = Options {
         servers,
         lang: args.lang,
@@ -106,6 +143,7 @@ fn main() -> ExitCode {
             args.share_addr
         },
         share_announce: args.share_announce,
+        tls,
     };
     ExitCode::from(charla::client::run(&options))
 }

@@ -15,14 +15,16 @@
 //! The session decides when to fail over and what to resend; this module
 //! owns no protocol state and prints nothing. [`Progress`] is pure; the
 //! reconnect thread only opens connections and hands the first one that
-//! says `HELLO` back on a channel.
+//! says `HELLO` back on a channel (each over TLS when the chat uses it,
+//! with its own handshake and verification of the certificate).
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::connection::Connection;
+use super::ClientError;
+use super::connection::{Connection, TlsConfig};
 use super::display::Post;
 
 /// How many messages one `SYNC` asks for; a full page means another
@@ -43,46 +45,58 @@ const MAX_BACKOFF: Duration = Duration::from_secs(4);
 const CLOCK_SLACK_MS: i64 = 10 * 60 * 1000;
 
 /// What the reconnect thread hands back: an open connection and the index
-/// of its address, or `None` once the deadline passed.
-pub type Attempt = Option<(Connection, usize)>;
+/// of its address; or, once the deadline passed, the last refusal worth
+/// telling the person (a TLS failure: a certificate that no longer
+/// verifies), if any. Refused or unreachable addresses are what failover
+/// expects and are not kept.
+pub type Attempt = Result<(Connection, usize), Option<ClientError>>;
 
-/// Starts a thread that waits `pause`, then tries `servers` in turn, from
-/// index `first`, until one says `HELLO` or `until` passes, and reports on
-/// the channel returned. Between two rounds in which every address failed
+/// Starts a thread that waits `pause`, then tries `servers` in turn (in TLS
+/// with `tls`), from index `first`, until one says `HELLO` or `until`
+/// passes, and reports on the channel returned. Between two rounds in which every address failed
 /// it waits, longer each time ([`Backoff`]). The thread ends when it
 /// reports, even if nobody listens any more.
-pub fn reconnect(servers: Vec<String>, first: usize, until: Instant, pause: Duration) -> Receiver<Attempt> {
+pub fn reconnect(
+    servers: Vec<String>,
+    tls: Option<TlsConfig>,
+    first: usize,
+    until: Instant,
+    pause: Duration,
+) -> Receiver<Attempt> {
     let (report, attempt) = crossbeam_channel::bounded(1);
     let spawned = thread::Builder::new().name("reconnect".into()).spawn(move || {
         thread::sleep(pause.min(until.saturating_duration_since(Instant::now())));
-        let _ = report.send(try_until(&servers, first, until));
+        let _ = report.send(try_until(&servers, tls.as_ref(), first, until));
     });
     if spawned.is_err() {
         // Without a thread there is no reconnecting: say so at once.
         let (report, attempt) = crossbeam_channel::bounded(1);
-        let _ = report.send(None);
+        let _ = report.send(Err(None));
         return attempt;
     }
     attempt
 }
 
 /// The reconnect thread's work.
-fn try_until(servers: &[String], first: usize, until: Instant) -> Attempt {
+fn try_until(servers: &[String], tls: Option<&TlsConfig>, first: usize, until: Instant) -> Attempt {
     let mut backoff = Backoff::default();
+    let mut told = None;
     loop {
         for k in 0..servers.len() {
             let index = (first + k) % servers.len();
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return None;
+                return Err(told);
             }
-            if let Ok(connection) = Connection::open_within(&servers[index], left) {
-                return Some((connection, index));
+            match Connection::open_within(&servers[index], left, tls) {
+                Ok(connection) => return Ok((connection, index)),
+                Err(error @ ClientError::Tls { .. }) => told = Some(error),
+                Err(_) => {}
             }
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() || servers.is_empty() {
-            return None;
+            return Err(told);
         }
         thread::sleep(backoff.next_pause().min(left));
     }
@@ -341,12 +355,13 @@ mod tests {
         let started = Instant::now();
         let attempt = reconnect(
             vec![format!("127.0.0.1:{port}")],
+            None,
             0,
             started + Duration::from_millis(600),
             Duration::from_millis(100),
         );
         let outcome = attempt.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(outcome.is_none());
+        assert!(matches!(outcome, Err(None)));
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(600) && took < Duration::from_secs(5),

@@ -10,6 +10,7 @@
 //! that came from the network must already have gone through
 //! [`crate::core::validate::for_display`] before they are put into a [`Text`].
 
+use super::tls::{CaProblem, TlsFailure};
 use super::typed::Usage;
 use crate::core::code::{ErrorCode, ErrorLevel};
 
@@ -230,6 +231,21 @@ pub enum Text<'a> {
         /// Why.
         reason: ConnectFailure<'a>,
     },
+    /// Connection level: the TLS handshake failed, most often because the
+    /// server's certificate does not verify; says why and what to do.
+    TlsFailed {
+        /// The address as given with `--server`.
+        addr: &'a str,
+        /// Why (names in it already safe to print).
+        failure: &'a TlsFailure,
+    },
+    /// The file given with `--ca` cannot be used.
+    CaUnusable {
+        /// The file as given.
+        path: &'a str,
+        /// Why.
+        problem: &'a CaProblem,
+    },
     /// Connection level: the connection ended without `OK QUIT` or `BYE`.
     ConnectionLost {
         /// The server's address.
@@ -410,6 +426,18 @@ impl Text<'_> {
                 };
                 format!("No se pudo conectar con el servidor en {addr} ({reason}).")
             }
+            Text::TlsFailed { addr, failure } => tls_spanish(addr, failure),
+            Text::CaUnusable { path, problem } => {
+                let why = match problem {
+                    CaProblem::Missing => "el archivo no existe.".to_string(),
+                    CaProblem::Unreadable(error) => format!("no se pudo leer ({error})."),
+                    CaProblem::NoCertificate => "no contiene ningún certificado (PEM, «-----BEGIN CERTIFICATE-----»). \
+                        Hace falta el archivo del certificado del servidor (charla-cert.pem), no el de su clave."
+                        .to_string(),
+                    CaProblem::Rejected(error) => format!("su certificado no sirve para verificar servidores ({error})."),
+                };
+                format!("No se puede usar --ca {path}: {why}")
+            }
             Text::ConnectionLost { addr } => {
                 format!("Error de conexión: se perdió la conexión con el servidor en {addr}.")
             }
@@ -555,6 +583,20 @@ impl Text<'_> {
                     ConnectFailure::Other(error) => error,
                 };
                 format!("Could not connect to the server at {addr} ({reason}).")
+            }
+            Text::TlsFailed { addr, failure } => tls_english(addr, failure),
+            Text::CaUnusable { path, problem } => {
+                let why = match problem {
+                    CaProblem::Missing => "there is no such file.".to_string(),
+                    CaProblem::Unreadable(error) => format!("it could not be read ({error})."),
+                    CaProblem::NoCertificate => "it holds no certificate (PEM, \"-----BEGIN CERTIFICATE-----\"). \
+                        It takes the server's certificate file (charla-cert.pem), not its key."
+                        .to_string(),
+                    CaProblem::Rejected(error) => {
+                        format!("its certificate cannot be used to verify servers ({error}).")
+                    }
+                };
+                format!("Cannot use --ca {path}: {why}")
             }
             Text::ConnectionLost { addr } => {
                 format!("Connection error: the connection to the server at {addr} was lost.")
@@ -1170,9 +1212,162 @@ fn lowercase_first(sentence: &str) -> String {
     }
 }
 
+/// A certificate's date (seconds since the epoch), as `2026-03-01`.
+fn date(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map_or_else(|| "?".to_string(), |day| day.format("%Y-%m-%d").to_string())
+}
+
+/// Why a TLS handshake failed, and what to do about it, in Spanish.
+fn tls_spanish(addr: &str, failure: &TlsFailure) -> String {
+    let certificate = format!("Error de conexión: el certificado del servidor en {addr}");
+    match failure {
+        TlsFailure::UnknownIssuer => format!(
+            "{certificate} es de un emisor desconocido, así que no se puede comprobar que sea ese servidor. \
+             Si usa un certificado propio (autofirmado, como los de charla-server certificate), \
+             pide el archivo del certificado y conéctate con --ca ARCHIVO."
+        ),
+        TlsFailure::Expired { not_after: Some(end) } => format!(
+            "{certificate} caducó el {}. Si la fecha de este equipo es correcta, quien administra el servidor debe renovarlo.",
+            date(*end)
+        ),
+        TlsFailure::Expired { not_after: None } => format!(
+            "{certificate} ha caducado. Si la fecha de este equipo es correcta, quien administra el servidor debe renovarlo."
+        ),
+        TlsFailure::NotYetValid { not_before } => {
+            let from = not_before.map_or_else(String::new, |start| format!(" (lo será a partir del {})", date(start)));
+            format!("{certificate} todavía no es válido{from}. ¿Tiene este equipo bien la fecha y la hora?")
+        }
+        TlsFailure::WrongName { expected, presented } => {
+            let name = if expected.is_empty() {
+                "ese nombre".to_string()
+            } else {
+                format!("el nombre {expected}")
+            };
+            if presented.is_empty() {
+                format!("{certificate} no es válido para {name} ni para ningún otro.")
+            } else {
+                format!(
+                    "{certificate} no es válido para {name}; sirve para: {}. \
+                     Conéctate con uno de esos nombres en --server, o pide un certificado que incluya {}.",
+                    presented.join(", "),
+                    if expected.is_empty() { "el tuyo" } else { expected }
+                )
+            }
+        }
+        TlsFailure::BadSignature => format!(
+            "{certificate} dice venir de un emisor de confianza, pero su firma no coincide. \
+             Si el servidor estrenó certificado (uno nuevo de charla-server certificate, por ejemplo), \
+             pide el archivo nuevo para --ca; si no, alguien podría estar haciéndose pasar por el servidor."
+        ),
+        TlsFailure::BadCertificate(detail) => format!("{certificate} no es válido ({detail})."),
+        TlsFailure::NotTls => format!(
+            "Error de conexión: el servidor en {addr} no respondió con TLS; puede que en esa dirección escuche sin cifrar \
+             (prueba sin --tls, o con el puerto de su --tls-addr)."
+        ),
+        TlsFailure::Handshake(detail) => {
+            format!(
+                "Error de conexión: no se pudo establecer la conexión cifrada (TLS) con el servidor en {addr} ({detail})."
+            )
+        }
+    }
+}
+
+/// Why a TLS handshake failed, and what to do about it, in English.
+fn tls_english(addr: &str, failure: &TlsFailure) -> String {
+    let certificate = format!("Connection error: the certificate of the server at {addr}");
+    match failure {
+        TlsFailure::UnknownIssuer => format!(
+            "{certificate} is from an unknown issuer, so there is no telling it is that server. \
+             If it uses a certificate of its own (self-signed, like those of charla-server certificate), \
+             get the certificate file and connect with --ca FILE."
+        ),
+        TlsFailure::Expired { not_after: Some(end) } => format!(
+            "{certificate} expired on {}. If this computer's date is right, whoever runs the server must renew it.",
+            date(*end)
+        ),
+        TlsFailure::Expired { not_after: None } => format!(
+            "{certificate} has expired. If this computer's date is right, whoever runs the server must renew it."
+        ),
+        TlsFailure::NotYetValid { not_before } => {
+            let from = not_before.map_or_else(String::new, |start| format!(" (it will be from {})", date(start)));
+            format!("{certificate} is not valid yet{from}. Are this computer's date and time right?")
+        }
+        TlsFailure::WrongName { expected, presented } => {
+            let name = if expected.is_empty() {
+                "that name".to_string()
+            } else {
+                format!("the name {expected}")
+            };
+            if presented.is_empty() {
+                format!("{certificate} is not valid for {name}, nor for any other.")
+            } else {
+                format!(
+                    "{certificate} is not valid for {name}; it is for: {}. \
+                     Connect with one of those names in --server, or ask for a certificate that includes {}.",
+                    presented.join(", "),
+                    if expected.is_empty() { "yours" } else { expected }
+                )
+            }
+        }
+        TlsFailure::BadSignature => format!(
+            "{certificate} claims a trusted issuer, but its signature does not match. \
+             If the server has a new certificate (a new one from charla-server certificate, say), \
+             get the new file for --ca; otherwise someone may be impersonating the server."
+        ),
+        TlsFailure::BadCertificate(detail) => format!("{certificate} is not valid ({detail})."),
+        TlsFailure::NotTls => format!(
+            "Connection error: the server at {addr} did not answer in TLS; it may listen in plain text at that address \
+             (try without --tls, or the port of its --tls-addr)."
+        ),
+        TlsFailure::Handshake(detail) => {
+            format!(
+                "Connection error: could not set up an encrypted (TLS) connection with the server at {addr} ({detail})."
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static TLS_FAILURES: std::sync::LazyLock<Vec<TlsFailure>> = std::sync::LazyLock::new(|| {
+        vec![
+            TlsFailure::UnknownIssuer,
+            TlsFailure::Expired {
+                not_after: Some(1_700_000_000),
+            },
+            TlsFailure::Expired { not_after: None },
+            TlsFailure::NotYetValid {
+                not_before: Some(1_700_000_000),
+            },
+            TlsFailure::NotYetValid { not_before: None },
+            TlsFailure::WrongName {
+                expected: "127.0.0.1".into(),
+                presented: vec!["otro.local".into(), "10.0.0.1".into()],
+            },
+            TlsFailure::WrongName {
+                expected: String::new(),
+                presented: Vec::new(),
+            },
+            TlsFailure::BadSignature,
+            TlsFailure::BadCertificate("revoked".into()),
+            TlsFailure::NotTls,
+            TlsFailure::Handshake("peer is incompatible".into()),
+        ]
+    });
+
+    static CA_PROBLEMS: std::sync::LazyLock<Vec<CaProblem>> = std::sync::LazyLock::new(|| {
+        vec![
+            CaProblem::Missing,
+            CaProblem::Unreadable("permission denied".into()),
+            CaProblem::NoCertificate,
+            CaProblem::Rejected("bad encoding".into()),
+        ]
+    });
 
     /// One of every variant, so a test walks them all.
     fn every_text() -> Vec<Text<'static>> {
@@ -1283,6 +1478,15 @@ mod tests {
         }
         for text in every_file_text() {
             all.push(Text::File(text));
+        }
+        for failure in TLS_FAILURES.iter() {
+            all.push(Text::TlsFailed { addr: "h:1", failure });
+        }
+        for problem in CA_PROBLEMS.iter() {
+            all.push(Text::CaUnusable {
+                path: "ca.pem",
+                problem,
+            });
         }
         for why in [Interruption::Lost, Interruption::NoReply, Interruption::ShuttingDown] {
             all.push(Text::Reconnecting {
@@ -1550,6 +1754,37 @@ mod tests {
         );
         let lost = Text::ConnectionLost { addr: "h:1" }.render(Lang::Es);
         assert!(lost.starts_with("Error de conexión: ") && lost.contains("h:1"));
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_verify_says_why_and_what_to_do() {
+        let told = |failure: &TlsFailure, lang| Text::TlsFailed { addr: "h:1", failure }.render(lang);
+        let unknown = told(&TlsFailure::UnknownIssuer, Lang::Es);
+        assert!(unknown.starts_with("Error de conexión: "), "{unknown}");
+        assert!(
+            unknown.contains("emisor desconocido") && unknown.contains("--ca"),
+            "{unknown}"
+        );
+        let unknown = told(&TlsFailure::UnknownIssuer, Lang::En);
+        assert!(
+            unknown.contains("unknown issuer") && unknown.contains("--ca"),
+            "{unknown}"
+        );
+        let expired = TlsFailure::Expired {
+            not_after: Some(1_609_459_200),
+        };
+        assert!(told(&expired, Lang::Es).contains("caducó el 2021-01-01"));
+        assert!(told(&expired, Lang::En).contains("expired on 2021-01-01"));
+        let wrong = TlsFailure::WrongName {
+            expected: "127.0.0.1".into(),
+            presented: vec!["otro.local".into()],
+        };
+        let es = told(&wrong, Lang::Es);
+        assert!(
+            es.contains("no es válido para el nombre 127.0.0.1; sirve para: otro.local."),
+            "{es}"
+        );
+        assert!(told(&wrong, Lang::En).contains("is not valid for the name 127.0.0.1; it is for: otro.local."));
     }
 
     #[test]

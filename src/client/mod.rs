@@ -5,8 +5,10 @@
 //!
 //! - [`session`]: the main thread's flow: menu, login, registration, chat,
 //!   and the matching of the server's replies to the commands sent.
-//! - [`connection`]: the socket, and the reader thread that parses server
-//!   lines onto a channel.
+//! - [`connection`]: the socket (plain or TLS), and the reader thread that
+//!   parses server lines onto a channel.
+//! - [`tls`]: `--tls` and `--ca`: which certificates are trusted, the name
+//!   checked, and why a handshake failed.
 //! - [`failover`]: what the session needs to survive a lost server
 //!   (PROTOCOL.md 10.3): the thread that tries the addresses in turn with
 //!   backoff, and where the client is in the sequence of message ids, so a
@@ -78,11 +80,13 @@ pub mod peer;
 pub mod rooms;
 pub mod session;
 pub mod share;
+pub mod tls;
 pub mod typed;
 
-use connection::Connection;
+use connection::{Connection, TlsConfig};
 use console::Console;
 use i18n::{ConnectFailure, Lang, Text};
+use tls::TlsFailure;
 
 /// The exit codes of `charla`, so scripts can tell what ended it.
 pub mod exit {
@@ -120,6 +124,9 @@ pub struct Options {
     /// The address other clients are told to fetch from, when it is not
     /// the one listened on (`--share-announce`, behind NAT say).
     pub share_announce: Option<String>,
+    /// With `--tls`, the TLS settings every connection (and reconnection)
+    /// uses; `None` for plain text.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Why a session ended other than by the user leaving.
@@ -136,6 +143,16 @@ pub enum ClientError {
     Unresolved {
         /// The address as given.
         addr: String,
+    },
+    /// The TLS handshake failed: the server's certificate does not verify
+    /// (expired, another name, unknown issuer...) or the server does not
+    /// speak TLS there.
+    #[error("TLS with {addr} failed: {failure:?}")]
+    Tls {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        failure: TlsFailure,
     },
     /// Connecting failed otherwise (timeout, unreachable network).
     #[error("cannot connect to {addr}: {source}")]
@@ -185,6 +202,9 @@ pub enum ClientError {
         secs: u64,
         /// Messages sent (or typed meanwhile) whose `OK` never came.
         unconfirmed: usize,
+        /// The last reconnection refused for a reason the person should
+        /// know (a certificate that does not verify), if any.
+        cause: Option<Box<ClientError>>,
     },
     /// The server sent something the protocol does not allow here.
     #[error("the server at {addr} broke the protocol: {detail}")]
@@ -217,6 +237,7 @@ impl ClientError {
             ClientError::Refused { .. }
             | ClientError::Unresolved { .. }
             | ClientError::Connect { .. }
+            | ClientError::Tls { .. }
             | ClientError::Lost { .. }
             | ClientError::NoReply { .. }
             | ClientError::GaveUp { .. } => exit::CONNECTION,
@@ -258,8 +279,18 @@ impl ClientError {
                     reason: ConnectFailure::Other(&os_error),
                 }
             }
+            ClientError::Tls { addr, failure } => Text::TlsFailed { addr, failure },
             ClientError::Lost { addr, .. } => Text::ConnectionLost { addr },
             ClientError::NoReply { addr, secs, .. } => Text::NoReply { addr, secs: *secs },
+            ClientError::GaveUp {
+                addrs,
+                secs,
+                cause: Some(cause),
+                ..
+            } => {
+                let gave_up = Text::GaveUp { addrs, secs: *secs }.render(lang);
+                return format!("{gave_up}\n{}", cause.sentence(lang));
+            }
             ClientError::GaveUp { addrs, secs, .. } => Text::GaveUp { addrs, secs: *secs },
             ClientError::Closed { addr, code, text, .. } => {
                 server_text = crate::core::validate::for_display(text);
@@ -299,7 +330,7 @@ pub fn run(options: &Options) -> u8 {
     let mut failures = Vec::new();
     let mut opened = None;
     for (index, addr) in options.servers.iter().enumerate() {
-        match Connection::open(addr) {
+        match Connection::open(addr, options.tls.as_ref()) {
             Ok(connection) => {
                 opened = Some((connection, index));
                 break;

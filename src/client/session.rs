@@ -72,7 +72,7 @@ use chrono::Local;
 use crossbeam_channel::{Receiver, Sender, select};
 
 use super::bar::TransferBar;
-use super::connection::{Connection, Incoming};
+use super::connection::{Connection, Incoming, TlsConfig};
 use super::console::{Ask, Console, Input, StatusRows};
 use super::display::{self, Post, SeenIds};
 use super::download::{self, DownloadError, Job, Report, TargetError};
@@ -423,6 +423,8 @@ struct Session<'c> {
     connection: Option<Connection>,
     /// Every address given, in the order they are tried.
     servers: Vec<String>,
+    /// The TLS settings of every (re)connection; `None` for plain text.
+    tls: Option<TlsConfig>,
     /// The index in `servers` of the one connected to (or last lost).
     server: usize,
     /// How long a chat that lost its server keeps trying to reconnect.
@@ -496,6 +498,7 @@ impl<'c> Session<'c> {
             console,
             connection: Some(connection),
             servers: options.servers.clone(),
+            tls: options.tls.clone(),
             server,
             reconnect_for: options.reconnect_for,
             link: Link::Up,
@@ -1751,7 +1754,7 @@ impl<'c> Session<'c> {
             Link::Down { until, .. } | Link::Relogging { until } => *until,
         };
         if Instant::now() >= until {
-            return Err(self.gave_up());
+            return Err(self.gave_up(None));
         }
         self.go_down(
             until,
@@ -1789,7 +1792,7 @@ impl<'c> Session<'c> {
         let first = (self.server + 1) % self.servers.len().max(1);
         self.link = Link::Down {
             until,
-            attempt: failover::reconnect(self.servers.clone(), first, until, pause),
+            attempt: failover::reconnect(self.servers.clone(), self.tls.clone(), first, until, pause),
         };
     }
 
@@ -1799,8 +1802,12 @@ impl<'c> Session<'c> {
         let Link::Down { until, .. } = self.link else {
             return Ok(());
         };
-        let (Some((connection, index)), Some(credentials)) = (attempt, &self.credentials) else {
-            return Err(self.gave_up());
+        let (connection, index) = match attempt {
+            Ok(opened) => opened,
+            Err(cause) => return Err(self.gave_up(cause)),
+        };
+        let Some(credentials) = &self.credentials else {
+            return Err(self.gave_up(None));
         };
         let line = format!("LOGIN {} {}", credentials.username, credentials.password);
         self.files.local_ip = connection.local_addr().map(|addr| addr.ip()).or(self.files.local_ip);
@@ -1875,12 +1882,14 @@ impl<'c> Session<'c> {
         Ok(())
     }
 
-    /// The error that ends a chat that could not reconnect in time.
-    fn gave_up(&self) -> ClientError {
+    /// The error that ends a chat that could not reconnect in time, with
+    /// the `cause` worth telling (a certificate that did not verify).
+    fn gave_up(&self, cause: Option<ClientError>) -> ClientError {
         ClientError::GaveUp {
             addrs: self.servers.join(", "),
             secs: self.reconnect_for.as_secs(),
             unconfirmed: self.unconfirmed(),
+            cause: cause.map(Box::new),
         }
     }
 
@@ -1907,7 +1916,7 @@ impl<'c> Session<'c> {
         };
         let event = select! {
             recv(incoming) -> incoming => Event::Server(incoming.unwrap_or(Incoming::Closed)),
-            recv(attempt) -> attempt => Event::Reconnected(attempt.unwrap_or(None)),
+            recv(attempt) -> attempt => Event::Reconnected(attempt.unwrap_or(Err(None))),
             recv(self.console.input()) -> input => Event::Input(
                 input.unwrap_or_else(|_| Input::Failed(std::io::Error::other("the input thread ended")))
             ),
@@ -1993,8 +2002,8 @@ impl<'c> Session<'c> {
             return self.ended();
         }
         match &self.link {
-            Link::Down { .. } => self.gave_up(),
-            Link::Relogging { until } if Instant::now() >= *until => self.gave_up(),
+            Link::Down { .. } => self.gave_up(None),
+            Link::Relogging { until } if Instant::now() >= *until => self.gave_up(None),
             _ => ClientError::NoReply {
                 addr: self.addr().to_string(),
                 secs: REPLY_TIMEOUT.as_secs(),

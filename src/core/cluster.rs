@@ -199,7 +199,7 @@ impl ClusterFeed {
                     // Another node's session: not ours to tell.
                     _ => continue,
                 },
-                Logged::Presence { username, online, .. } => {
+                Logged::Presence { user, username, online } => {
                     let username = Arc::from(username);
                     Entry::Presence(PresenceChange {
                         event: if online {
@@ -207,6 +207,7 @@ impl ClusterFeed {
                         } else {
                             Event::Offline(username)
                         },
+                        account: user,
                         origin,
                         change: u64::try_from(row.id).unwrap_or(0),
                         sessions: 0,

@@ -24,7 +24,7 @@ use super::reply::{Answer, Reply, ReplyTo};
 use super::rooms::{self, RoomListing, RoomRef};
 use super::session::{Me, Session};
 use super::validate;
-use crate::store::{Account, Conversation, Destination, NewAccount, NewMessage, Parted, Place, StoredMessage};
+use crate::store::{Account, Conversation, Destination, NewAccount, NewMessage, Parted, Place, StoredMessage, Window};
 
 /// Largest `N` of `HISTORY N` and `SYNC AFTER N`.
 pub const MAX_HISTORY: u32 = 1000;
@@ -82,6 +82,24 @@ pub struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
+    /// Arguments a front end parsed itself (IRC's parameters): `words`, then
+    /// the free text if the command takes one.
+    ///
+    /// # Errors
+    /// `bad-request` for more words than any command takes.
+    pub fn from_parts(words: &[&'a str], text: Option<&'a str>) -> Result<Args<'a>, ErrorCode> {
+        if words.len() > MAX_WORDS {
+            return Err(ErrorCode::BadRequest);
+        }
+        let mut args = Args {
+            text,
+            count: words.len(),
+            ..Args::default()
+        };
+        args.words[..words.len()].copy_from_slice(words);
+        Ok(args)
+    }
+
     /// The `i`-th word, if there is one.
     pub fn word(&self, i: usize) -> Option<&'a str> {
         self.words[..self.count].get(i).copied()
@@ -368,6 +386,33 @@ pub fn execute(session: &mut Session<'_>, tag: Option<&str>, name: &str, rest: O
     Flow::Continue
 }
 
+/// Runs command `name` with arguments a front end already split, and
+/// returns its outcome instead of queuing a reply: for front ends (IRC)
+/// whose answer to one of their commands is made of several core commands'
+/// results, or looks nothing like a reply. The checks and their order are
+/// [`execute`]'s, but for the argument shape, which the front end owns. A
+/// [`Outcome::Deferred`] command's reply is still queued by the journal,
+/// encoded by the session's codec with `to`.
+///
+/// # Errors
+/// The code of the first check that failed; nothing was changed.
+pub fn call(session: &mut Session<'_>, to: &ReplyTo, name: &str, args: &Args<'_>) -> Ran {
+    let command = find(name).ok_or(ErrorCode::BadRequest)?;
+    match (command.state, session.is_logged_in()) {
+        (State::LoggedOut, true) => return Err(ErrorCode::AlreadyLoggedIn),
+        (State::LoggedIn, false) => return Err(ErrorCode::NotLoggedIn),
+        _ => {}
+    }
+    if !command.pipelined {
+        session.settle();
+    }
+    let ran = (command.run)(session, to, args);
+    if let Ok(Outcome::Deferred) = ran {
+        session.owe();
+    }
+    ran
+}
+
 /// Answers a line that never became a command (too long, not UTF-8, a
 /// malformed tag): `code` with no verb, after every earlier reply.
 pub fn refuse_line(session: &mut Session<'_>, tag: Option<&str>, code: ErrorCode) {
@@ -531,7 +576,7 @@ fn already_stored_or(session: &mut Session<'_>, to: &ReplyTo, code: ErrorCode) -
     session.settle();
     let account = me(session)?.account_id;
     match session.core.store.find_tag(account, tag) {
-        Ok(Some((id, ts))) => Ok(Outcome::Done(Answer::Stored { id, ts })),
+        Ok(Some((id, ts))) => Ok(Outcome::Done(Answer::Stored { id, ts, message: None })),
         Ok(None) => Err(code),
         Err(e) => Err(session.failed("tag look-up", &e)),
     }
@@ -700,6 +745,40 @@ fn history(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
     Ok(Outcome::Done(Answer::Messages(
         stored.into_iter().map(message).collect(),
     )))
+}
+
+/// A conversation's stored messages for front ends whose history reads are
+/// richer than `HISTORY`'s (IRC's `CHATHISTORY`): up to `limit` of those in
+/// `window`, oldest first, with the conversation's name as a reader sees it
+/// (`#general`, the room's own case, or the other account's username).
+/// `target` is written as for `HISTORY`: `#ROOM` (the lobby's `#general`
+/// included) or `@USER`; its checks are `HISTORY`'s.
+///
+/// # Errors
+/// `bad-request`, `invalid-room`, `invalid-username`, `no-such-room`,
+/// `not-member`, `no-such-user`, or `db-error`.
+pub fn read_history(
+    session: &mut Session<'_>,
+    target: &str,
+    limit: u32,
+    window: &Window,
+) -> Result<(Arc<str>, Vec<Message>), ErrorCode> {
+    let target = Written::parse(target)?.checked()?;
+    session.settle();
+    let (name, conversation) = match resolve(session, target)? {
+        Resolved::Lobby => (Arc::from(rooms::LOBBY), Conversation::Lobby),
+        Resolved::Room(room) => (room.name, Conversation::Room(room.id)),
+        Resolved::Account(other) => (
+            Arc::from(other.username),
+            Conversation::Between(me(session)?.account_id, other.id),
+        ),
+    };
+    let stored = session
+        .core
+        .store
+        .history_window(conversation, limit.clamp(1, MAX_HISTORY), window)
+        .map_err(|e| session.failed("history", &e))?;
+    Ok((name, stored.into_iter().map(message).collect()))
 }
 
 /// Reads the arguments of `SYNC AFTER [N]`.

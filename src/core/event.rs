@@ -54,6 +54,16 @@ pub enum Event {
     Online(Arc<str>),
     /// An account went offline (its last session ended).
     Offline(Arc<str>),
+    /// An account that is a member of a room came online: told to the
+    /// room's members, for protocols whose presence is per room (IRC shows
+    /// a JOIN in each room it shares with the account; charla's protocol
+    /// shows nothing, its `JOIN USER` being [`Event::Online`]).
+    Arrived {
+        /// The room's name.
+        room: Arc<str>,
+        /// The account's username.
+        user: Arc<str>,
+    },
     /// An account joined a room.
     Enter {
         /// The room's name.

@@ -3,14 +3,16 @@
 //! For each batch the fan-out works out who hears of each entry: everyone
 //! for lobby messages and presence; a room's members for its messages and
 //! membership changes (applied to the [`Rooms`] view here, in commit
-//! order); author and addressee for a private message. It encodes the batch
-//! once per codec flavor among the recipients (one shared [`EncodedBatch`]
-//! per wire protocol in use, not one per recipient) and pushes it to each
-//! recipient's outbox, which leaves out what is not for that session. A
-//! batch with nothing for everyone touches only the outboxes of the
-//! sessions it names: a message to a room of ten costs ten pushes, however
-//! many sessions are online. Pushes never block: a session that cannot keep
-//! up is cut off by its own outbox.
+//! order); author and addressee for a private message. An account coming
+//! online is also told, room by room, to the members of its rooms
+//! ([`Event::Arrived`]), for front ends whose presence is per room (IRC).
+//! It encodes the batch once per codec flavor among the recipients (one
+//! shared [`EncodedBatch`] per wire protocol in use, not one per recipient)
+//! and pushes it to each recipient's outbox, which leaves out what is not
+//! for that session. A batch with nothing for everyone touches only the
+//! outboxes of the sessions it names: a message to a room of ten costs ten
+//! pushes, however many sessions are online. Pushes never block: a session
+//! that cannot keep up is cut off by its own outbox.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +36,19 @@ pub struct Fanout {
     rooms: Arc<Rooms>,
 }
 
+/// One event of a batch and who hears of it.
+struct Delivery {
+    /// What they are told.
+    event: Event,
+    /// `None`: everyone; else these accounts' sessions.
+    audience: Option<Vec<i64>>,
+    /// The connection that caused it, which is not told.
+    origin: ConnectionId,
+    /// For presence, the registry's change number: only sessions logged in
+    /// before it are told (0: no such rule).
+    change: u64,
+}
+
 impl Fanout {
     /// A fan-out to the sessions of `registry`, by the membership of
     /// `rooms`.
@@ -41,31 +56,74 @@ impl Fanout {
         Arc::new(Fanout { registry, rooms })
     }
 
-    /// Who hears of each entry: `None` for everyone, else the accounts.
-    /// Membership changes take effect here, in order.
-    fn audiences(&self, batch: &Committed) -> Vec<Option<Vec<i64>>> {
-        batch
-            .entries
-            .iter()
-            .map(|entry| match entry {
-                Entry::Message { message, .. } => match &message.target {
-                    Target::Lobby => None,
-                    Target::Room { id, .. } => Some(self.rooms.members(*id)),
-                    Target::Account { id, .. } if *id == message.author_id => Some(vec![*id]),
-                    Target::Account { id, .. } => Some(vec![message.author_id, *id]),
-                },
-                Entry::Presence(_) => None,
-                Entry::Membership { change, .. } => Some(self.rooms.apply(change)),
-                // Told directly, outside the batch.
-                Entry::Notice { .. } => Some(Vec::new()),
-            })
-            .collect()
+    /// The deliveries of `batch`, in order. Membership changes take effect
+    /// here, in order; notices are not among them (told directly).
+    fn deliveries(&self, batch: &Committed) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(batch.entries.len());
+        for entry in &batch.entries {
+            match entry {
+                Entry::Message { message, origin } => out.push(Delivery {
+                    audience: match &message.target {
+                        Target::Lobby => None,
+                        Target::Room { id, .. } => Some(self.rooms.members(*id)),
+                        Target::Account { id, .. } if *id == message.author_id => Some(vec![*id]),
+                        Target::Account { id, .. } => Some(vec![message.author_id, *id]),
+                    },
+                    event: Event::Message(Arc::clone(message)),
+                    origin: *origin,
+                    change: 0,
+                }),
+                Entry::Presence(change) => {
+                    out.push(Delivery {
+                        event: change.event.clone(),
+                        audience: None,
+                        origin: change.origin,
+                        change: change.change,
+                    });
+                    if let Event::Online(user) = &change.event {
+                        for room in self.rooms.rooms_of(change.account) {
+                            out.push(Delivery {
+                                audience: Some(self.rooms.members(room.id)),
+                                event: Event::Arrived {
+                                    room: room.name,
+                                    user: Arc::clone(user),
+                                },
+                                origin: change.origin,
+                                change: change.change,
+                            });
+                        }
+                    }
+                }
+                Entry::Membership { change, origin } => {
+                    let audience = self.rooms.apply(change);
+                    let (room, user) = (Arc::clone(&change.room.name), Arc::clone(&change.username));
+                    out.push(Delivery {
+                        event: if change.joined {
+                            Event::Enter { room, user }
+                        } else {
+                            Event::Exit { room, user }
+                        },
+                        audience: Some(audience),
+                        origin: *origin,
+                        change: 0,
+                    });
+                }
+                Entry::Notice { .. } => {}
+            }
+        }
+        out
     }
 
-    /// The sessions of the accounts named in `audiences`, and for each the
-    /// indexes of the entries it receives (never those it caused).
-    fn targets(&self, batch: &Committed, audiences: &[Option<Vec<i64>>]) -> (Targeted, Vec<Member>) {
-        let mut accounts: Vec<i64> = audiences.iter().flatten().flatten().copied().collect();
+    /// The sessions of the accounts named in the deliveries' audiences, and
+    /// for each the indexes of the deliveries it receives (never those it
+    /// caused, nor presence from before its login).
+    fn targets(&self, deliveries: &[Delivery]) -> (Targeted, Vec<Member>) {
+        let mut accounts: Vec<i64> = deliveries
+            .iter()
+            .filter_map(|d| d.audience.as_ref())
+            .flatten()
+            .copied()
+            .collect();
         if accounts.is_empty() {
             return (Targeted::new(), Vec::new());
         }
@@ -79,15 +137,15 @@ impl Fanout {
         }
         let mut targeted = Targeted::new();
         let mut touched: Vec<Member> = Vec::new();
-        for (i, (entry, audience)) in batch.entries.iter().zip(audiences).enumerate() {
-            let Some(audience) = audience else { continue };
+        for (i, delivery) in deliveries.iter().enumerate() {
+            let Some(audience) = &delivery.audience else { continue };
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             for member in audience.iter().filter_map(|a| by_account.get(a)).flatten() {
-                let connection = member.recipient.connection;
-                if connection == origin(entry) {
+                let to = member.recipient;
+                if to.connection == delivery.origin || (delivery.change != 0 && to.since >= delivery.change) {
                     continue;
                 }
-                let entries = targeted.entry(connection).or_insert_with(|| {
+                let entries = targeted.entry(to.connection).or_insert_with(|| {
                     touched.push((*member).clone());
                     Vec::new()
                 });
@@ -95,15 +153,6 @@ impl Fanout {
             }
         }
         (targeted, touched)
-    }
-}
-
-/// The connection that caused an entry.
-fn origin(entry: &Entry) -> ConnectionId {
-    match entry {
-        Entry::Message { origin, .. } | Entry::Membership { origin, .. } => *origin,
-        Entry::Presence(change) => change.origin,
-        Entry::Notice { .. } => 0,
     }
 }
 
@@ -118,9 +167,12 @@ impl Subscriber for Fanout {
                 self.registry.notify(*to, event);
             }
         }
-        let audiences = self.audiences(batch);
-        let for_everyone = audiences.iter().any(Option::is_none);
-        let (targeted, touched) = self.targets(batch, &audiences);
+        let deliveries = self.deliveries(batch);
+        if deliveries.is_empty() {
+            return;
+        }
+        let for_everyone = deliveries.iter().any(|d| d.audience.is_none());
+        let (targeted, touched) = self.targets(&deliveries);
         let targeted = Arc::new(targeted);
         let everyone;
         let recipients: &[Member] = if for_everyone {
@@ -137,7 +189,7 @@ impl Subscriber for Fanout {
             let lines = match encoded.iter().find(|(f, _)| *f == flavor) {
                 Some((_, lines)) => lines,
                 None => {
-                    let lines = encode(codec.as_ref(), batch, &audiences, Arc::clone(&targeted));
+                    let lines = encode(codec.as_ref(), &deliveries, Arc::clone(&targeted));
                     encoded.push((flavor, Arc::new(lines)));
                     &encoded[encoded.len() - 1].1
                 }
@@ -151,36 +203,14 @@ impl Subscriber for Fanout {
     }
 }
 
-/// Encodes `batch` with `codec`.
-fn encode(
-    codec: &dyn Codec,
-    batch: &Committed,
-    audiences: &[Option<Vec<i64>>],
-    targeted: Arc<Targeted>,
-) -> EncodedBatch {
+/// Encodes `deliveries` with `codec`.
+fn encode(codec: &dyn Codec, deliveries: &[Delivery], targeted: Arc<Targeted>) -> EncodedBatch {
     let mut lines = EncodedBatch::new(targeted);
-    for (entry, audience) in batch.entries.iter().zip(audiences) {
-        let event = match entry {
-            Entry::Notice { .. } => {
-                lines.append_targeted(|_| {});
-                continue;
-            }
-            Entry::Message { message, .. } => Event::Message(Arc::clone(message)),
-            Entry::Presence(change) => change.event.clone(),
-            Entry::Membership { change, .. } => {
-                let (room, user) = (Arc::clone(&change.room.name), Arc::clone(&change.username));
-                if change.joined {
-                    Event::Enter { room, user }
-                } else {
-                    Event::Exit { room, user }
-                }
-            }
-        };
-        let write = |out: &mut Vec<u8>| codec.event(&event, out);
-        match (audience, entry) {
-            (Some(_), _) => lines.append_targeted(write),
-            (None, Entry::Presence(change)) => lines.append(change.origin, change.change, write),
-            (None, entry) => lines.append(origin(entry), 0, write),
+    for delivery in deliveries {
+        let write = |out: &mut Vec<u8>| codec.event(&delivery.event, out);
+        match delivery.audience {
+            Some(_) => lines.append_targeted(write),
+            None => lines.append(delivery.origin, delivery.change, write),
         }
     }
     lines
@@ -320,5 +350,68 @@ mod tests {
             "the sender's own session gets no event"
         );
         assert_eq!(conns[0].transport.take_output(), "", "nothing more for u1");
+    }
+
+    #[test]
+    fn an_account_coming_online_is_told_room_by_room_to_codecs_that_show_it() {
+        let registry = Arc::new(Registry::new(Arc::new(Nowhere)));
+        let rooms = Arc::new(Rooms::new(Vec::new()));
+        let (charla, irc) = (TestCodec::new(1), TestCodec::with_arrivals(2));
+        // u2 (IRC) shares #sala with u1; u3 (IRC) and u4 (charla) do not.
+        let conns: Vec<TestConn> = [(2, irc.clone()), (3, irc.clone()), (4, charla.clone())]
+            .into_iter()
+            .map(|(id, codec)| TestConn::new(id, codec, 1 << 16, 1 << 20))
+            .collect();
+        for (conn, id) in conns.iter().zip(2u64..) {
+            let login = Login {
+                account_id: id as i64,
+                username: Arc::from(format!("u{id}")),
+                full_name: String::new(),
+            };
+            registry.log_in(id, &login, &conn.outbox, None);
+            conn.outbox.open_events();
+        }
+        let fanout = Fanout::new(Arc::clone(&registry), Arc::clone(&rooms));
+        let room = RoomRef {
+            id: 7,
+            name: Arc::from("#sala"),
+        };
+        let enter = |account: i64| Entry::Membership {
+            change: MembershipChange {
+                room: room.clone(),
+                account,
+                username: Arc::from(format!("u{account}")),
+                joined: true,
+            },
+            origin: 99,
+        };
+        fanout.deliver(&Committed {
+            entries: vec![enter(1), enter(2)],
+        });
+        assert_eq!(conns[0].lines(1), ["ENTER #sala u2"]);
+        let online = Entry::Presence(PresenceChange {
+            event: Event::Online(Arc::from("u1")),
+            account: 1,
+            origin: 1,
+            change: 100,
+            sessions: 3,
+        });
+        fanout.deliver(&Committed { entries: vec![online] });
+        assert_eq!(conns[0].lines(2), ["JOIN u1", "ARRIVED #sala u1"]);
+        assert_eq!(conns[1].lines(1), ["JOIN u1"]);
+        assert_eq!(conns[2].lines(1), ["JOIN u1"]);
+        for conn in &conns {
+            assert_eq!(conn.transport.take_output(), "");
+        }
+        // A session that logged in after the change is told nothing of it.
+        let late = Entry::Presence(PresenceChange {
+            event: Event::Online(Arc::from("u1")),
+            account: 1,
+            origin: 1,
+            change: 1,
+            sessions: 3,
+        });
+        fanout.deliver(&Committed { entries: vec![late] });
+        assert_eq!(conns[0].transport.take_output(), "");
     }
 }

@@ -61,6 +61,8 @@ pub enum Entry {
 pub struct PresenceChange {
     /// [`Event::Online`] or [`Event::Offline`].
     pub event: Event,
+    /// The account that came online or went offline.
+    pub account: i64,
     /// The connection whose login or logout caused it; it is not told.
     pub origin: ConnectionId,
     /// The registry's change number: only sessions logged in before this

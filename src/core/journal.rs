@@ -454,20 +454,27 @@ fn acknowledge(
                 replies.len() - 1
             }
         };
-        replies[position]
-            .replies
-            .push((&op.reply_to, Reply::Ok(Answer::Stored { id, ts })));
-        if fresh {
-            let message = Message {
+        let message = fresh.then(|| {
+            Arc::new(Message {
                 id,
                 ts,
                 author_id: op.message.user_id,
                 author: Arc::clone(&op.author),
                 text: Arc::from(std::mem::take(&mut messages[i].body)),
                 target: op.target.clone(),
-            };
+            })
+        });
+        replies[position].replies.push((
+            &op.reply_to,
+            Reply::Ok(Answer::Stored {
+                id,
+                ts,
+                message: message.clone(),
+            }),
+        ));
+        if let Some(message) = message {
             batch.entries.push(Entry::Message {
-                message: Arc::new(message),
+                message,
                 origin: op.connection,
             });
         }
@@ -602,6 +609,7 @@ mod tests {
         let (done, acked) = crossbeam_channel::unbounded();
         f.journal.presence(PresenceChange {
             event: Event::Online(Arc::from("ana")),
+            account: 1,
             origin: 7,
             change: 1,
             sessions: 1,

@@ -153,6 +153,7 @@ impl Registry {
             let sessions = inner.sessions.len();
             self.presence.presence(PresenceChange {
                 event,
+                account: login.account_id,
                 origin: id,
                 change,
                 sessions,
@@ -187,6 +188,7 @@ impl Registry {
             let sessions = inner.sessions.len();
             self.presence.presence(PresenceChange {
                 event: Event::Offline(gone.username),
+                account: session.account_id,
                 origin: id,
                 change,
                 sessions,

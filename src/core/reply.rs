@@ -12,15 +12,25 @@ use super::event::Message;
 use super::files::Offer;
 use super::rooms::RoomListing;
 
+/// What a front end other than charla's own needs to encode the reply to
+/// one of its commands (IRC: the label, the command as the client named
+/// it, the target as written). The core carries it from the command to the
+/// reply, which may be queued later by the journal, and never looks inside;
+/// the front end's codec downcasts it.
+pub type FrontContext = Arc<dyn std::any::Any + Send + Sync>;
+
 /// The command a reply answers: its tag, echoed by protocols that have
 /// tags, and its canonical name (`None` for a line with no known command).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct ReplyTo {
-    /// The client's `@TAG` without its `@`.
+    /// The client's `@TAG` without its `@`. For `SAY` and `SEND` it is also
+    /// the message's idempotency key (PROTOCOL.md 5.4).
     pub tag: Option<Box<str>>,
     /// The canonical upper-case name from the command table (`SALIR` is
     /// answered as `QUIT`), or `None` for an unknown or unreadable line.
     pub verb: Option<&'static str>,
+    /// The front end's own context, when it is not charla's protocol.
+    pub front: Option<FrontContext>,
 }
 
 impl ReplyTo {
@@ -29,9 +39,50 @@ impl ReplyTo {
         ReplyTo {
             tag: tag.map(Box::from),
             verb,
+            front: None,
         }
     }
+
+    /// The reply context of command `verb` from another front end, which
+    /// will encode the reply with `front`.
+    pub fn from_front(verb: &'static str, front: FrontContext) -> ReplyTo {
+        ReplyTo {
+            tag: None,
+            verb: Some(verb),
+            front: Some(front),
+        }
+    }
+
+    /// The front end's context as its own type, if it is one.
+    pub fn front<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.front.as_ref().and_then(|front| front.downcast_ref::<T>())
+    }
 }
+
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyTo")
+            .field("tag", &self.tag)
+            .field("verb", &self.verb)
+            .field("front", &self.front.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for ReplyTo {
+    /// Equal tags and verbs, and the very same front-end context (or none).
+    fn eq(&self, other: &ReplyTo) -> bool {
+        self.tag == other.tag
+            && self.verb == other.verb
+            && match (&self.front, &other.front) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for ReplyTo {}
 
 /// The final answer to one command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,12 +103,16 @@ pub enum Answer {
         /// Full name.
         full_name: String,
     },
-    /// `SAY`: the message is stored under this id and time.
+    /// `SAY` and `SEND`: the message is stored under this id and time.
     Stored {
         /// Its id.
         id: i64,
         /// Milliseconds since the Unix epoch when it was stored.
         ts: i64,
+        /// The message as stored, when this command stored it (not for a
+        /// tag already used): for front ends that echo it to its sender
+        /// (IRC's `echo-message`).
+        message: Option<Arc<Message>>,
     },
     /// `HISTORY` and `SYNC`: stored messages, oldest first.
     Messages(Vec<Message>),

@@ -133,6 +133,23 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Queues bytes a front end encoded itself as the answer to a command
+    /// run with [`crate::core::commands::call`], under [`Session::emit`]'s
+    /// rules: after every reply still owed, and opening events behind a
+    /// login's answer.
+    pub fn emit_raw(&mut self, bytes: Vec<u8>) {
+        self.settle();
+        self.outbox.raw_reply(bytes);
+        if std::mem::take(&mut self.entering) {
+            self.outbox.open_events();
+        }
+    }
+
+    /// The account this session is logged in as: its id and username.
+    pub fn account(&self) -> Option<(i64, &Arc<str>)> {
+        self.me.as_ref().map(|me| (me.account_id, &me.username))
+    }
+
     /// Waits until every reply the journal owes this session is queued.
     pub fn settle(&mut self) {
         while self.owed > 0 {

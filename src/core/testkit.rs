@@ -24,6 +24,8 @@ pub(crate) struct TestCodec {
     pub flavor: Flavor,
     /// Events encoded so far.
     pub events: AtomicUsize,
+    /// Whether it shows [`Event::Arrived`] (as IRC does), as `ARRIVED`.
+    pub arrivals: bool,
 }
 
 impl TestCodec {
@@ -32,6 +34,16 @@ impl TestCodec {
         Arc::new(TestCodec {
             flavor: Flavor(flavor),
             events: AtomicUsize::new(0),
+            arrivals: false,
+        })
+    }
+
+    /// A codec of flavor `flavor` that shows per-room presence.
+    pub fn with_arrivals(flavor: u32) -> Arc<TestCodec> {
+        Arc::new(TestCodec {
+            flavor: Flavor(flavor),
+            events: AtomicUsize::new(0),
+            arrivals: true,
         })
     }
 
@@ -91,6 +103,8 @@ impl Codec for TestCodec {
                 Target::Room { name, .. } => format!("POST {} {name} {} {}", m.id, m.author, m.text),
                 Target::Account { name, .. } => format!("POST {} @{name} {} {}", m.id, m.author, m.text),
             },
+            Event::Arrived { .. } if !self.arrivals => return,
+            Event::Arrived { room, user } => format!("ARRIVED {room} {user}"),
             Event::Enter { room, user } => format!("ENTER {room} {user}"),
             Event::Exit { room, user } => format!("EXIT {room} {user}"),
             Event::Online(user) => format!("JOIN {user}"),

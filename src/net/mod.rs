@@ -3,7 +3,7 @@
 //!
 //! - [`server`]: the accept loop, the connection limits, the orderly stop.
 //! - [`conn`]: one connection of charla's line protocol, from `HELLO` to
-//!   close.
+//!   close; [`irc`]: one connection of the IRC front end.
 //! - [`tcp`]: plain TCP as the core's transport; [`tls`]: TLS (rustls).
 //! - [`proxy`]: the PROXY protocol header of a trusted load balancer.
 //! - [`health`]: `/health` for balancers and operators.
@@ -12,6 +12,7 @@
 
 pub mod conn;
 pub mod health;
+pub mod irc;
 pub mod proxy;
 pub mod relay;
 pub mod server;

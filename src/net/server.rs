@@ -27,7 +27,7 @@ use crate::core::{Core, CoreThreads, StartError};
 use crate::proto::charla::CharlaCodec;
 use crate::shutdown::Shutdown;
 
-use super::{conn, health, proxy, relay};
+use super::{conn, health, irc, proxy, relay};
 
 /// Stack of a connection thread: it parses, queries the database and
 /// formats replies, all shallow; bcrypt runs elsewhere.
@@ -44,6 +44,10 @@ pub struct Listeners {
     /// charla's line protocol inside TLS (`--tls-addr`), with the server's
     /// certificate.
     pub tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// The IRC front end in plain text (`--irc-addr`).
+    pub irc: Option<TcpListener>,
+    /// The IRC front end inside TLS (`--irc-tls-addr`).
+    pub irc_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     /// `/health` (`--health-addr`).
     pub health: Option<TcpListener>,
     /// The file relay (`--relay-addr`); its address is in the
@@ -58,6 +62,10 @@ enum Front {
     Plain,
     /// charla's line protocol inside TLS.
     Tls(Arc<rustls::ServerConfig>),
+    /// IRC in plain text.
+    Irc,
+    /// IRC inside TLS.
+    IrcTls(Arc<rustls::ServerConfig>),
 }
 
 /// A server ready to serve.
@@ -212,6 +220,12 @@ impl Server {
         if let Some((tls, config)) = listeners.tls {
             accepting.push(spawn_accept(tls, Front::Tls(config), &core, &live, &next_id)?);
         }
+        if let Some(irc) = listeners.irc {
+            accepting.push(spawn_accept(irc, Front::Irc, &core, &live, &next_id)?);
+        }
+        if let Some((irc_tls, config)) = listeners.irc_tls {
+            accepting.push(spawn_accept(irc_tls, Front::IrcTls(config), &core, &live, &next_id)?);
+        }
         core.shutdown.wait();
         self.threads.leaving();
         for (accept, waker) in accepting {
@@ -268,8 +282,8 @@ fn accept_loop(listener: &TcpListener, front: &Front, core: &Arc<Core>, live: &A
             log::warn!("connection refused: server full");
             // Inside TLS a BYE needs a handshake, which is not worth a
             // thread when the server is full: the connection just closes.
-            if let Front::Plain = front {
-                refuse_full(&stream);
+            if let Front::Plain | Front::Irc = front {
+                refuse_full(&stream, front);
             }
             continue;
         }
@@ -318,8 +332,10 @@ fn connection(stream: TcpStream, front: Front, id: u64, accepted: Instant, core:
         if !live.try_add_address(client.ip(), core.limits.config.connections_per_address) {
             log::warn!("connection refused: too many connections from {}", client.ip());
             match front {
-                Front::Plain => refuse_full(&stream),
-                Front::Tls(config) => refuse_full_tls(stream, config, accepted),
+                Front::Plain | Front::Irc => refuse_full(&stream, &front),
+                Front::Tls(ref config) | Front::IrcTls(ref config) => {
+                    refuse_full_tls(stream, Arc::clone(config), &front, accepted);
+                }
             }
             return;
         }
@@ -330,22 +346,35 @@ fn connection(stream: TcpStream, front: Front, id: u64, accepted: Instant, core:
     match front {
         Front::Plain => conn::run(stream, client, id, accepted, core),
         Front::Tls(config) => conn::run_tls(stream, config, client, id, accepted, core),
+        Front::Irc => irc::run(stream, client, id, accepted, core),
+        Front::IrcTls(config) => irc::run_tls(stream, config, client, id, accepted, core),
     }
 }
 
-/// Answers a connection over a limit with `BYE server-full` and closes it.
-fn refuse_full(stream: &TcpStream) {
-    use std::io::Write as _;
+/// The goodbye of a connection over a limit, in the front end's protocol:
+/// `BYE server-full`, or IRC's `ERROR`.
+fn server_full(front: &Front) -> Vec<u8> {
     let mut bye = Vec::new();
-    CharlaCodec.event(&Event::Bye(ErrorCode::ServerFull), &mut bye);
+    let event = Event::Bye(ErrorCode::ServerFull);
+    match front {
+        Front::Plain | Front::Tls(_) => CharlaCodec.event(&event, &mut bye),
+        Front::Irc | Front::IrcTls(_) => crate::irc::codec::IrcCodec::new("charla").event(&event, &mut bye),
+    }
+    bye
+}
+
+/// Answers a connection over a limit with its goodbye and closes it.
+fn refuse_full(stream: &TcpStream, front: &Front) {
+    use std::io::Write as _;
+    let bye = server_full(front);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = (&*stream).write_all(&bye);
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-/// `BYE server-full` inside TLS: the handshake first (bounded), then the
-/// line, then the close.
-fn refuse_full_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, accepted: Instant) {
+/// The goodbye inside TLS: the handshake first (bounded), then the line,
+/// then the close.
+fn refuse_full_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, front: &Front, accepted: Instant) {
     use crate::core::transport::Transport as _;
     let Ok(transport) = super::tls::TlsTransport::server(stream, config) else {
         return;
@@ -353,8 +382,7 @@ fn refuse_full_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>, accepte
     if transport.complete_handshake(accepted + Duration::from_secs(5)).is_err() {
         return;
     }
-    let mut bye = Vec::new();
-    CharlaCodec.event(&Event::Bye(ErrorCode::ServerFull), &mut bye);
+    let bye = server_full(front);
     let _ = transport.send(&[std::io::IoSlice::new(&bye)]);
     let _ = transport.flush();
     transport.shutdown(std::net::Shutdown::Write);

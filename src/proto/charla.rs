@@ -148,7 +148,7 @@ impl Codec for CharlaCodec {
                 out.push(b' ');
                 out.extend_from_slice(full_name.as_bytes());
             }
-            Reply::Ok(Answer::Stored { id, ts }) => {
+            Reply::Ok(Answer::Stored { id, ts, .. }) => {
                 CharlaCodec::ok_head(to, out);
                 let _ = write!(out, " {id} {ts}");
             }
@@ -222,6 +222,8 @@ impl Codec for CharlaCodec {
     fn event(&self, event: &Event, out: &mut Vec<u8>) {
         match event {
             Event::Message(m) => push_message(out, m),
+            // Presence is account-wide here: `JOIN USER` says it all.
+            Event::Arrived { .. } => {}
             Event::Enter { room, user } => push_membership(out, "ENTER", room, user),
             Event::Exit { room, user } => push_membership(out, "EXIT", room, user),
             Event::Online(user) => {
@@ -556,7 +558,8 @@ mod tests {
                 Some("SAY"),
                 Reply::Ok(Answer::Stored {
                     id: 41,
-                    ts: 1764000000123
+                    ts: 1764000000123,
+                    message: None
                 })
             ),
             "@m1 OK SAY 41 1764000000123\n"

@@ -45,7 +45,7 @@ pub struct LineReader<R> {
 }
 
 impl<R: Read> LineReader<R> {
-    /// Wraps `inner`; lines of `max_line` bytes or more (counting the `\n`
+    /// Wraps `inner`; lines of more than `max_line` bytes (counting the `\n`
     /// and any `\r`) are too long. `max_line` is raised to [`MIN_MAX_LINE`].
     pub fn new(inner: R, max_line: usize) -> Self {
         LineReader {

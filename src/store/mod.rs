@@ -143,6 +143,78 @@ pub enum Conversation {
     Between(AccountId, AccountId),
 }
 
+/// One end of a history window: a message id or a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// A message id.
+    Id(MessageId),
+    /// Milliseconds since the Unix epoch.
+    Ts(Millis),
+}
+
+/// Which part of a conversation a history read takes: the messages
+/// strictly after `after` and strictly before `before` (either open), and
+/// of those the newest `limit` (`newest`) or the oldest. Always returned
+/// oldest first. IRC's `CHATHISTORY` needs every shape; charla's `HISTORY`
+/// only "newest before an id".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Only messages after this one (exclusive).
+    pub after: Option<Bound>,
+    /// Only messages before this one (exclusive).
+    pub before: Option<Bound>,
+    /// Take the newest of the range (else the oldest).
+    pub newest: bool,
+}
+
+impl Window {
+    /// The newest messages, before `before` when given: `HISTORY`'s window.
+    pub fn latest(before: Option<MessageId>) -> Window {
+        Window {
+            after: None,
+            before: before.map(Bound::Id),
+            newest: true,
+        }
+    }
+}
+
+/// The SQL after the column list of a history read of `conversation`
+/// through `window`: its `WHERE`, `ORDER BY` and `LIMIT`, with the
+/// parameters in order. `placeholder(n)` spells the n-th parameter (1-based)
+/// in the database's dialect. Both stores use it, so the two cannot
+/// disagree on what a window means.
+pub(crate) fn window_query(
+    conversation: Conversation,
+    limit: u32,
+    window: &Window,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<i64>) {
+    let mut params: Vec<i64> = Vec::with_capacity(5);
+    let next = |value: i64, params: &mut Vec<i64>| {
+        params.push(value);
+        placeholder(params.len())
+    };
+    let mut sql = match conversation {
+        Conversation::Lobby => "WHERE m.room_id IS NULL AND m.to_user IS NULL".to_string(),
+        Conversation::Room(room) => format!("WHERE m.room_id = {}", next(room, &mut params)),
+        Conversation::Between(a, b) => {
+            let (a, b) = (next(a, &mut params), next(b, &mut params));
+            format!("WHERE ((m.user_id = {a} AND m.to_user = {b}) OR (m.user_id = {b} AND m.to_user = {a}))")
+        }
+    };
+    for (bound, op) in [(window.after, '>'), (window.before, '<')] {
+        match bound {
+            Some(Bound::Id(id)) => sql.push_str(&format!(" AND m.id {op} {}", next(id, &mut params))),
+            Some(Bound::Ts(ts)) => sql.push_str(&format!(" AND m.ts_ms {op} {}", next(ts, &mut params))),
+            None => {}
+        }
+    }
+    let order = if window.newest { "DESC" } else { "ASC" };
+    let limit = next(i64::from(limit), &mut params);
+    sql.push_str(&format!(" ORDER BY m.id {order} LIMIT {limit}"));
+    (sql, params)
+}
+
 /// A live room and its members, as the server loads them at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRoom {
@@ -256,6 +328,19 @@ pub trait Store: Send + Sync {
         conversation: Conversation,
         limit: u32,
         before: Option<MessageId>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.history_window(conversation, limit, &Window::latest(before))
+    }
+
+    /// Up to `limit` messages of `conversation` in `window`, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    fn history_window(
+        &self,
+        conversation: Conversation,
+        limit: u32,
+        window: &Window,
     ) -> Result<Vec<StoredMessage>, StoreError>;
 
     /// Up to `limit` messages with an id above `after`, oldest first, of

@@ -24,7 +24,7 @@ use postgres::{Client, NoTls, Row};
 use super::{
     Account, AccountId, Appended, ClusterStore, Conversation, CreateAccountError, Destination, Joined, LogRow, Logged,
     MessageId, Millis, NewAccount, NewMessage, NodeRow, Parted, Place, RoomId, Store, StoreError, StoreWriter,
-    StoredMessage, StoredOffer, StoredRoom,
+    StoredMessage, StoredOffer, StoredRoom, Window,
 };
 
 /// The schema, kept at the top of the repository beside SQLite's.
@@ -200,35 +200,21 @@ impl Store for PgStore {
         })
     }
 
-    fn history(
+    fn history_window(
         &self,
         conversation: Conversation,
         limit: u32,
-        before: Option<MessageId>,
+        window: &Window,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let before = before.unwrap_or(MessageId::MAX);
-        let limit = i64::from(limit);
-        let mut rows = self.with_client(|c| match conversation {
-            Conversation::Lobby => c.query(
-                &format!(
-                    "{MESSAGE_COLUMNS} WHERE m.room_id IS NULL AND m.to_user IS NULL AND m.id < $1 \
-                     ORDER BY m.id DESC LIMIT $2"
-                ),
-                &[&before, &limit],
-            ),
-            Conversation::Room(room) => c.query(
-                &format!("{MESSAGE_COLUMNS} WHERE m.room_id = $1 AND m.id < $2 ORDER BY m.id DESC LIMIT $3"),
-                &[&room, &before, &limit],
-            ),
-            Conversation::Between(a, b) => c.query(
-                &format!(
-                    "{MESSAGE_COLUMNS} WHERE ((m.user_id = $1 AND m.to_user = $2) OR (m.user_id = $2 AND m.to_user = $1)) \
-                     AND m.id < $3 ORDER BY m.id DESC LIMIT $4"
-                ),
-                &[&a, &b, &before, &limit],
-            ),
-        })?;
-        rows.reverse();
+        let (tail, values) = super::window_query(conversation, limit, window, |n| format!("${n}"));
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+            .collect();
+        let mut rows = self.with_client(|c| c.query(&format!("{MESSAGE_COLUMNS} {tail}"), &params))?;
+        if window.newest {
+            rows.reverse();
+        }
         Ok(rows.iter().map(message_row).collect())
     }
 

@@ -14,7 +14,7 @@ use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags, OptionalExtension
 
 use super::{
     Account, AccountId, Appended, Conversation, CreateAccountError, Destination, Joined, MessageId, Millis, NewAccount,
-    NewMessage, Parted, Place, RoomId, Store, StoreError, StoreWriter, StoredMessage, StoredRoom,
+    NewMessage, Parted, Place, RoomId, Store, StoreError, StoreWriter, StoredMessage, StoredRoom, Window,
 };
 
 /// The schema, kept at the top of the repository where people look for it.
@@ -198,40 +198,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn history(
+    fn history_window(
         &self,
         conversation: Conversation,
         limit: u32,
-        before: Option<MessageId>,
+        window: &Window,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let before = before.unwrap_or(MessageId::MAX);
-        let mut messages = self.with_reader(|conn| match conversation {
-            Conversation::Lobby => {
-                let sql = format!(
-                    "{MESSAGE_COLUMNS} WHERE m.room_id IS NULL AND m.to_user IS NULL AND m.id < ?1 \
-                     ORDER BY m.id DESC LIMIT ?2"
-                );
-                conn.prepare_cached(&sql)?
-                    .query_map(params![before, limit], message_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }
-            Conversation::Room(room) => {
-                let sql = format!("{MESSAGE_COLUMNS} WHERE m.room_id = ?1 AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3");
-                conn.prepare_cached(&sql)?
-                    .query_map(params![room, before, limit], message_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }
-            Conversation::Between(a, b) => {
-                let sql = format!(
-                    "{MESSAGE_COLUMNS} WHERE ((m.user_id = ?1 AND m.to_user = ?2) OR (m.user_id = ?2 AND m.to_user = ?1)) \
-                     AND m.id < ?3 ORDER BY m.id DESC LIMIT ?4"
-                );
-                conn.prepare_cached(&sql)?
-                    .query_map(params![a, b, before, limit], message_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }
+        let (tail, values) = super::window_query(conversation, limit, window, |n| format!("?{n}"));
+        let mut messages = self.with_reader(|conn| {
+            conn.prepare_cached(&format!("{MESSAGE_COLUMNS} {tail}"))?
+                .query_map(rusqlite::params_from_iter(values), message_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        messages.reverse();
+        if window.newest {
+            messages.reverse();
+        }
         Ok(messages)
     }
 
@@ -419,6 +400,7 @@ impl StoreWriter for SqliteWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Bound;
 
     fn fresh() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -506,6 +488,42 @@ mod tests {
         let before = store.history(Conversation::Lobby, 2, Some(last2[0].id)).unwrap();
         assert_eq!(before.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["m1", "m2"]);
         assert_eq!(before[0].username, "ana");
+    }
+
+    #[test]
+    fn history_windows_take_either_end_of_a_range_by_id_or_time() {
+        let (_dir, store) = fresh();
+        let mut writer = store.open_writer().unwrap();
+        let ana = writer.create_account(&account("ana"), 1).unwrap();
+        for (i, ts) in [(0, 100), (1, 200), (2, 200), (3, 300), (4, 400)] {
+            let message = NewMessage {
+                user_id: ana.id,
+                origin: 0,
+                body: format!("m{i}"),
+                tag: None,
+                to: Destination::Lobby,
+            };
+            writer.append(&[message], ts).unwrap();
+        }
+        let all = store.history(Conversation::Lobby, 10, None).unwrap();
+        let id = |i: usize| all[i].id;
+        let read = |after, before, newest, limit| {
+            let window = Window { after, before, newest };
+            let found = store.history_window(Conversation::Lobby, limit, &window).unwrap();
+            found.into_iter().map(|m| m.body).collect::<Vec<_>>()
+        };
+        assert_eq!(read(Some(Bound::Id(id(1))), None, false, 2), ["m2", "m3"]);
+        assert_eq!(read(Some(Bound::Id(id(1))), None, true, 2), ["m3", "m4"]);
+        assert_eq!(
+            read(Some(Bound::Ts(100)), Some(Bound::Ts(300)), false, 10),
+            ["m1", "m2"]
+        );
+        assert_eq!(read(None, Some(Bound::Ts(300)), true, 1), ["m2"]);
+        assert_eq!(
+            read(Some(Bound::Id(id(0))), Some(Bound::Id(id(4))), true, 10),
+            ["m1", "m2", "m3"]
+        );
+        assert!(read(Some(Bound::Id(id(4))), None, false, 10).is_empty());
     }
 
     #[test]

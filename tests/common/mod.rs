@@ -27,6 +27,10 @@ pub struct TestServer {
     pub health: Option<SocketAddr>,
     /// Where it listens inside TLS, when started with `--tls-addr`.
     pub tls: Option<SocketAddr>,
+    /// Where IRC clients connect, when started with `--irc-addr`.
+    pub irc: Option<SocketAddr>,
+    /// Where IRC clients connect inside TLS, with `--irc-tls-addr`.
+    pub irc_tls: Option<SocketAddr>,
     /// Holds the database (and the server's stderr log) until dropped.
     pub dir: tempfile::TempDir,
     /// The database file.
@@ -93,6 +97,8 @@ impl TestServer {
         let mut lines = BufReader::new(stdout);
         let mut health = None;
         let mut tls = None;
+        let mut irc = None;
+        let mut irc_tls = None;
         let plain = !args.windows(2).any(|w| w == ["--addr", "none"]);
         let first = loop {
             let mut line = String::new();
@@ -102,6 +108,14 @@ impl TestServer {
             }
             if let Some(url) = line.trim().strip_prefix("Salud en http://") {
                 health = url.trim_end_matches("/health").parse().ok();
+                continue;
+            }
+            if let Some(listening) = line.trim().strip_suffix(" (IRC, TLS)") {
+                irc_tls = listening.rsplit(' ').next().and_then(|a| a.parse().ok());
+                continue;
+            }
+            if let Some(listening) = line.trim().strip_suffix(" (IRC)") {
+                irc = listening.rsplit(' ').next().and_then(|a| a.parse().ok());
                 continue;
             }
             if let Some(listening) = line.trim().strip_suffix(" (TLS)") {
@@ -126,6 +140,8 @@ impl TestServer {
             addr,
             health,
             tls,
+            irc,
+            irc_tls,
             dir,
             db,
         }
