@@ -335,3 +335,42 @@ fn the_bench_runs_over_tls_trusting_the_ca() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("UnknownIssuer"), "{err}");
 }
+
+#[test]
+fn a_client_over_tls_serves_the_files_it_shares_from_its_own_address() {
+    use std::io::{Read, Write};
+
+    let certs = tempfile::tempdir().expect("a directory");
+    let (cert, key) = certificate(certs.path(), "charla-cert", &["localhost", "127.0.0.1"]);
+    let server = tls_server(&cert, &key);
+    let files = tempfile::tempdir().expect("a directory");
+    let path = files.path().join("cifrado.txt");
+    std::fs::write(&path, b"el canal al servidor va cifrado").expect("write");
+    let ca = cert.display().to_string();
+    let mut charla = Charla::start(&tls_addr(&server), &["--tls", "--ca", &ca]);
+    charla.type_lines(&["2", "Ana Ríos", "ana", "secreto123"]);
+    charla.expect(HINT);
+    charla.type_lines(&[&format!("/compartir {}", path.display())]);
+    let line = charla.expect("con el id ");
+    let id = line
+        .split("con el id ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    // A plain session fetches it from the endpoint the client announced:
+    // the address its TLS connection to the server comes from.
+    let mut bea = registered(&server, "bea");
+    bea.send(&format!("FETCH {id}"));
+    let reply = bea.line_skipping_presence();
+    let words: Vec<&str> = reply.split(' ').collect();
+    assert!(reply.starts_with("OK FETCH ") && words.len() == 5, "{reply}");
+    assert!(words[4].starts_with("127.0.0.1:"), "{reply}");
+    let mut peer = std::net::TcpStream::connect(words[4]).expect("the endpoint");
+    peer.set_read_timeout(Some(common::LINE_TIMEOUT)).expect("timeout");
+    peer.write_all(format!("GET {id} {}\n", words[3]).as_bytes())
+        .expect("GET");
+    let mut answer = String::new();
+    peer.read_to_string(&mut answer).expect("the file");
+    assert!(answer.ends_with("\nel canal al servidor va cifrado"), "{answer:?}");
+}
