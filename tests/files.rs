@@ -305,3 +305,39 @@ fn relayed_transfers_at_once_are_limited_per_fetching_account() {
         "ERR limit-reached too many relayed transfers at once"
     );
 }
+
+#[test]
+fn both_sides_arriving_at_the_relay_together_are_always_paired() {
+    use std::sync::{Arc, Barrier};
+
+    let server = TestServer::start_with(&["--relay-per-account", "0"]);
+    let mut ana = registered(&server, "ana");
+    let mut bea = registered(&server, "bea");
+    let id = share(&mut bea, 5, "x.bin");
+    // A client's owner side goes to the relay on the RELAY event, about
+    // when the fetcher goes there with the same ticket: both lines are
+    // sent at once, many times over.
+    for round in 0..60 {
+        let (ticket, relay) = fetch(&mut ana, &id);
+        bea.expect(&format!("RELAY {id} {ticket} {relay}"));
+        let barrier = Arc::new(Barrier::new(2));
+        let sides: Vec<_> = ["GET", "PUT"]
+            .into_iter()
+            .map(|verb| {
+                let barrier = Arc::clone(&barrier);
+                let line = format!("{verb} {id} {ticket}\n");
+                let relay = relay.clone();
+                std::thread::spawn(move || {
+                    let mut stream = TcpStream::connect(&relay).expect("connect to the relay");
+                    stream.set_read_timeout(Some(Duration::from_secs(40))).expect("timeout");
+                    barrier.wait();
+                    stream.write_all(line.as_bytes()).expect("send");
+                    raw_line(&mut stream)
+                })
+            })
+            .collect();
+        for side in sides {
+            assert_eq!(side.join().expect("a side"), "OK", "round {round}");
+        }
+    }
+}

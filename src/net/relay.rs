@@ -262,24 +262,32 @@ impl Relay {
     }
 
     /// Pairs this side with the other one of `ticket`: the first waits, the
-    /// second runs the transfer.
+    /// second runs the transfer. Looking for the other side and, when it is
+    /// not there, taking the place of the first happen under one lock: two
+    /// sides arriving together must not both find nobody and both wait
+    /// (the second would take the first's place and part them).
     fn pair(&self, role: Role, ticket: &str, stream: TcpStream, fetcher: AccountId, size: u64) {
-        let other = {
+        let Ok(kept) = stream.try_clone() else {
+            return;
+        };
+        let (paired, woken): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
+        let (first, stream) = {
             let mut waiting = lock(&self.waiting);
             match waiting.remove(ticket) {
-                Some(first) if first.role != role => Some(first),
+                Some(first) if first.role != role => (first, stream),
                 Some(first) => {
                     // The same side twice cannot happen with single-use
                     // tickets; keep the first.
                     waiting.insert(ticket.to_string(), first);
-                    None
+                    return;
                 }
-                None => None,
+                None => {
+                    waiting.insert(ticket.to_string(), Waiting { role, stream, paired });
+                    drop(waiting);
+                    self.wait_for_other(role, ticket, &kept, &woken);
+                    return;
+                }
             }
-        };
-        let Some(first) = other else {
-            self.wait_for_other(role, ticket, stream);
-            return;
         };
         let _ = first.paired.send(());
         let (getter, putter) = match role {
@@ -298,15 +306,10 @@ impl Relay {
         let _ = putter.shutdown(Shutdown::Both);
     }
 
-    /// The first of a pair: waits for the second, which takes its
-    /// connection; on time out, says so and closes.
-    fn wait_for_other(&self, role: Role, ticket: &str, stream: TcpStream) {
-        let (paired, woken): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
-        let kept = match stream.try_clone() {
-            Ok(kept) => kept,
-            Err(_) => return,
-        };
-        lock(&self.waiting).insert(ticket.to_string(), Waiting { role, stream, paired });
+    /// The first of a pair, already in the waiting map: waits for the
+    /// second, which takes its connection; on time out, says so on `kept`
+    /// (its clone) and closes.
+    fn wait_for_other(&self, role: Role, ticket: &str, kept: &TcpStream, woken: &Receiver<()>) {
         if woken.recv_timeout(PAIR_WAIT).is_ok() {
             return;
         }
@@ -316,7 +319,7 @@ impl Relay {
                 Role::Get => "the offering client",
                 Role::Put => "the fetcher",
             };
-            refuse(&kept, "timeout", &format!("{other} did not come"));
+            refuse(kept, "timeout", &format!("{other} did not come"));
         }
     }
 
