@@ -40,6 +40,8 @@ const NEED_REGISTRATION: &[&str] = &[
     "NAMES",
     "WHO",
     "WHOIS",
+    "ISON",
+    "USERHOST",
     "LIST",
     "TOPIC",
     "MODE",
@@ -205,6 +207,8 @@ impl<'c> IrcClient<'c> {
             "NAMES" => self.names(params, label),
             "WHO" => self.who(params, label),
             "WHOIS" => self.whois(params, label),
+            "ISON" => self.ison(params, label),
+            "USERHOST" => self.userhost(params, label),
             "LIST" => self.list(label),
             "TOPIC" => self.topic(params, label),
             "MODE" => self.mode(params, label),
@@ -812,6 +816,48 @@ impl<'c> IrcClient<'c> {
             }
         }
         self.send(response, label);
+        Flow::Continue
+    }
+
+    /// The usernames among `nicks` (each possibly several, space
+    /// separated) that are online, in their registered case, in the order
+    /// asked; at most `max`.
+    fn online_among(&mut self, nicks: &[&str], max: usize) -> Vec<String> {
+        let online = self.online_in(rooms::LOBBY);
+        nicks
+            .iter()
+            .flat_map(|param| param.split(' '))
+            .filter(|nick| !nick.is_empty())
+            .take(max)
+            .filter_map(|nick| online.iter().find(|u| u.eq_ignore_ascii_case(nick)).cloned())
+            .collect()
+    }
+
+    /// `ISON nick...`: `303` with those online (what `/notify` polls, in
+    /// irssi and in WeeChat, on a server without `MONITOR`).
+    fn ison(&mut self, params: &[&str], label: Option<&str>) -> Flow {
+        if params.is_empty() {
+            self.numeric(label, "461", &["ISON", "Not enough parameters"]);
+            return Flow::Continue;
+        }
+        let online = self.online_among(params, usize::MAX).join(" ");
+        self.numeric(label, "303", &[&online]);
+        Flow::Continue
+    }
+
+    /// `USERHOST nick...` (up to 5): `302` with `nick=+nick@charla` for
+    /// each online (`+`: away is not kept).
+    fn userhost(&mut self, params: &[&str], label: Option<&str>) -> Flow {
+        if params.is_empty() {
+            self.numeric(label, "461", &["USERHOST", "Not enough parameters"]);
+            return Flow::Continue;
+        }
+        let replies: Vec<String> = self
+            .online_among(params, 5)
+            .iter()
+            .map(|name| format!("{name}=+{name}@{}", lines::USER_HOST))
+            .collect();
+        self.numeric(label, "302", &[&replies.join(" ")]);
         Flow::Continue
     }
 
