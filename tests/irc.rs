@@ -564,6 +564,11 @@ fn chathistory_pages_a_conversation_in_a_batch_with_time_and_msgid() {
     account(&server, "ana");
     let mut bea = registered(&server, "bea");
     let ids: Vec<i64> = (1..=5).map(|i| bea.say(&format!("m{i}")).0).collect();
+    // `OK SAY` goes out once the batch is stored, a moment before it is
+    // published to the sessions online; bea's next answer waits for the
+    // publication. Without this, ana (registering meanwhile) could receive
+    // m5 live, ahead of the first batch (seen under the full suite's load).
+    bea.sync("published");
     let mut irc = Irc::register_with_caps(&server, "ana", "server-time message-tags batch draft/chathistory");
     irc.skip_joins(1);
     let read = |irc: &mut Irc, command: &str| -> Vec<String> {
