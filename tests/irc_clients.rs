@@ -544,7 +544,9 @@ fn irssi_logs_in_with_sasl_as_the_readme_sets_up_and_chats_with_a_charla_session
     // user's name) would be: the server makes it the username.
     let mut irssi = Irssi::start("invitado", &[]);
     let irc = irc_addr(&server);
-    irssi.type_line("/network add -sasl_username irs -sasl_password secreto123 -sasl_mechanism PLAIN charla");
+    irssi.type_line(&format!(
+        "/network add -sasl_username irs -sasl_password {PASSWORD} -sasl_mechanism PLAIN charla"
+    ));
     irssi.type_line(&format!(
         "/server add -auto -network charla {} {}",
         irc.ip(),
