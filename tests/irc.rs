@@ -496,6 +496,42 @@ fn channels_are_rooms_with_names_who_list_topic_mode_and_away() {
     ana.expect(":irc-1 403 ana #nada :No such channel");
 }
 
+/// irssi's and WeeChat's `/notify` poll with `ISON` (the server offers no
+/// `MONITOR`); both showed `421` until it was answered.
+#[test]
+fn ison_and_userhost_name_the_accounts_online_in_their_own_case() {
+    let server = server();
+    account(&server, "Bea");
+    let _carlos = registered(&server, "carlos");
+    let _ana = registered(&server, "ana");
+    let mut irc = Irc::register(&server, "ana");
+    irc.skip_joins(1);
+    irc.send("ISON :bea carlos nadie ANA");
+    irc.expect(":irc-1 303 ana :carlos ana");
+    irc.send("ISON carlos bea");
+    irc.expect(":irc-1 303 ana :carlos");
+    irc.send("ISON nadie");
+    irc.expect(":irc-1 303 ana :");
+    irc.send("ISON");
+    irc.expect(":irc-1 461 ana ISON :Not enough parameters");
+    irc.send("USERHOST CARLOS bea ana");
+    irc.expect(":irc-1 302 ana :carlos=+carlos@charla ana=+ana@charla");
+    irc.send("USERHOST");
+    irc.expect(":irc-1 461 ana USERHOST :Not enough parameters");
+    // Bea comes online: now she is on.
+    let mut bea = server.connect();
+    bea.login("Bea", "secreto123");
+    irc.expect(":Bea!Bea@charla JOIN #general");
+    irc.send("ISON bea");
+    irc.expect(":irc-1 303 ana :Bea");
+    // Before registration they wait for it, like the other queries.
+    let mut early = Irc::connect(&server);
+    early.send("ISON ana");
+    early.expect(":irc-1 451 * :You have not registered");
+    early.send("USERHOST ana");
+    early.expect(":irc-1 451 * :You have not registered");
+}
+
 #[test]
 fn presence_is_a_join_in_each_shared_room_and_a_quit() {
     let server = server();
@@ -527,6 +563,11 @@ fn chathistory_pages_a_conversation_in_a_batch_with_time_and_msgid() {
     account(&server, "ana");
     let mut bea = registered(&server, "bea");
     let ids: Vec<i64> = (1..=5).map(|i| bea.say(&format!("m{i}")).0).collect();
+    // `OK SAY` goes out once the batch is stored, a moment before it is
+    // published to the sessions online; bea's next answer waits for the
+    // publication. Without this, ana (registering meanwhile) could receive
+    // m5 live, ahead of the first batch (seen under the full suite's load).
+    bea.sync("published");
     let mut irc = Irc::register_with_caps(&server, "ana", "server-time message-tags batch draft/chathistory");
     irc.skip_joins(1);
     let read = |irc: &mut Irc, command: &str| -> Vec<String> {

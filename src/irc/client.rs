@@ -40,6 +40,8 @@ const NEED_REGISTRATION: &[&str] = &[
     "NAMES",
     "WHO",
     "WHOIS",
+    "ISON",
+    "USERHOST",
     "LIST",
     "TOPIC",
     "MODE",
@@ -47,8 +49,6 @@ const NEED_REGISTRATION: &[&str] = &[
     "CHATHISTORY",
     "TAGMSG",
     "MOTD",
-    "USERHOST",
-    "ISON",
     // RFC 2812 commands not offered: known all the same, so 451 before
     // registration (421 after, as nothing answers them).
     "WHOWAS",
@@ -256,6 +256,8 @@ impl<'c> IrcClient<'c> {
             "NAMES" => self.names(params, label),
             "WHO" => self.who(params, label),
             "WHOIS" => self.whois(params, label),
+            "ISON" => self.ison(params, label),
+            "USERHOST" => self.userhost(params, label),
             "LIST" => self.list(label),
             "TOPIC" => self.topic(params, label),
             "MODE" => self.mode(params, label),
@@ -264,8 +266,6 @@ impl<'c> IrcClient<'c> {
             "CHATHISTORY" => self.chathistory(params, label),
             // Client-only tags are neither stored nor relayed.
             "TAGMSG" => self.acknowledge(label),
-            "USERHOST" => self.userhost(params, label),
-            "ISON" => self.ison(params, label),
             _ => {
                 self.numeric(label, "421", &[command, "Unknown command"]);
                 Flow::Continue
@@ -893,36 +893,45 @@ impl<'c> IrcClient<'c> {
         Flow::Continue
     }
 
-    /// `USERHOST nick…`: `302` with those of the nicks online.
-    fn userhost(&mut self, params: &[&str], label: Option<&str>) -> Flow {
-        if params.is_empty() {
-            self.numeric(label, "461", &["USERHOST", "Not enough parameters"]);
-            return Flow::Continue;
-        }
+    /// The usernames among `nicks` (each possibly several, space
+    /// separated) that are online, in their registered case, in the order
+    /// asked; at most `max`.
+    fn online_among(&mut self, nicks: &[&str], max: usize) -> Vec<String> {
         let online = self.online_in(rooms::LOBBY);
-        let found: Vec<String> = params
+        nicks
             .iter()
-            .take(5)
-            .filter_map(|nick| online.iter().find(|u| u.eq_ignore_ascii_case(nick)))
-            .map(|user| format!("{user}=+{user}@{}", lines::USER_HOST))
-            .collect();
-        self.numeric(label, "302", &[&found.join(" ")]);
-        Flow::Continue
+            .flat_map(|param| param.split(' '))
+            .filter(|nick| !nick.is_empty())
+            .take(max)
+            .filter_map(|nick| online.iter().find(|u| u.eq_ignore_ascii_case(nick)).cloned())
+            .collect()
     }
 
-    /// `ISON nick…`: `303` with those of the nicks online.
+    /// `ISON nick...`: `303` with those online (what `/notify` polls, in
+    /// irssi and in WeeChat, on a server without `MONITOR`).
     fn ison(&mut self, params: &[&str], label: Option<&str>) -> Flow {
         if params.is_empty() {
             self.numeric(label, "461", &["ISON", "Not enough parameters"]);
             return Flow::Continue;
         }
-        let online = self.online_in(rooms::LOBBY);
-        let found: Vec<&str> = params
+        let online = self.online_among(params, usize::MAX).join(" ");
+        self.numeric(label, "303", &[&online]);
+        Flow::Continue
+    }
+
+    /// `USERHOST nick...` (up to 5): `302` with `nick=+nick@charla` for
+    /// each online (`+`: away is not kept).
+    fn userhost(&mut self, params: &[&str], label: Option<&str>) -> Flow {
+        if params.is_empty() {
+            self.numeric(label, "461", &["USERHOST", "Not enough parameters"]);
+            return Flow::Continue;
+        }
+        let replies: Vec<String> = self
+            .online_among(params, 5)
             .iter()
-            .flat_map(|p| p.split(' '))
-            .filter_map(|nick| online.iter().find(|u| u.eq_ignore_ascii_case(nick)).map(String::as_str))
+            .map(|name| format!("{name}=+{name}@{}", lines::USER_HOST))
             .collect();
-        self.numeric(label, "303", &[&found.join(" ")]);
+        self.numeric(label, "302", &[&replies.join(" ")]);
         Flow::Continue
     }
 
