@@ -305,3 +305,33 @@ fn relayed_transfers_at_once_are_limited_per_fetching_account() {
         "ERR limit-reached too many relayed transfers at once"
     );
 }
+
+#[test]
+fn both_sides_arriving_at_the_relay_together_are_paired_every_time() {
+    let server = TestServer::start();
+    let mut ana = registered(&server, "ana");
+    let mut bea = registered(&server, "bea");
+    for _ in 0..30 {
+        let id = share(&mut bea, 2, "par.bin");
+        let (ticket, relay) = fetch(&mut ana, &id);
+        bea.expect(&format!("RELAY {id} {ticket} {relay}"));
+        // Both connected first, then both lines at once: the relay's two
+        // threads look for each other at the same moment.
+        let mut peers: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let peer = TcpStream::connect(relay.as_str()).expect("the relay");
+                peer.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+                peer
+            })
+            .collect();
+        for (peer, side) in peers.iter_mut().zip(["GET", "PUT"]) {
+            peer.write_all(format!("{side} {id} {ticket}\n").as_bytes())
+                .expect("the line");
+        }
+        for peer in &mut peers {
+            assert_eq!(raw_line(peer), "OK");
+        }
+        bea.send(&format!("UNSHARE {id}"));
+        bea.expect(&format!("OK UNSHARE {id}"));
+    }
+}

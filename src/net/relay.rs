@@ -262,24 +262,34 @@ impl Relay {
     }
 
     /// Pairs this side with the other one of `ticket`: the first waits, the
-    /// second runs the transfer.
+    /// second runs the transfer. Looking for the other side and, finding
+    /// none, taking the waiting place happen under one lock, so two sides
+    /// arriving together cannot both wait.
     fn pair(&self, role: Role, ticket: &str, stream: TcpStream, fetcher: AccountId, size: u64) {
-        let other = {
+        let Ok(kept) = stream.try_clone() else {
+            refuse(&stream, "internal", "the connection cannot be kept");
+            return;
+        };
+        let (paired, woken): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
+        let first = {
             let mut waiting = lock(&self.waiting);
             match waiting.remove(ticket) {
-                Some(first) if first.role != role => Some(first),
+                Some(first) if first.role != role => first,
                 Some(first) => {
                     // The same side twice cannot happen with single-use
                     // tickets; keep the first.
                     waiting.insert(ticket.to_string(), first);
-                    None
+                    drop(waiting);
+                    refuse(&stream, "used", "the ticket was already used");
+                    return;
                 }
-                None => None,
+                None => {
+                    waiting.insert(ticket.to_string(), Waiting { role, stream, paired });
+                    drop(waiting);
+                    self.wait_for_other(role, ticket, &kept, &woken);
+                    return;
+                }
             }
-        };
-        let Some(first) = other else {
-            self.wait_for_other(role, ticket, stream);
-            return;
         };
         let _ = first.paired.send(());
         let (getter, putter) = match role {
@@ -298,15 +308,10 @@ impl Relay {
         let _ = putter.shutdown(Shutdown::Both);
     }
 
-    /// The first of a pair: waits for the second, which takes its
-    /// connection; on time out, says so and closes.
-    fn wait_for_other(&self, role: Role, ticket: &str, stream: TcpStream) {
-        let (paired, woken): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
-        let kept = match stream.try_clone() {
-            Ok(kept) => kept,
-            Err(_) => return,
-        };
-        lock(&self.waiting).insert(ticket.to_string(), Waiting { role, stream, paired });
+    /// The first of a pair, its connection in the waiting place: waits for
+    /// the second, which takes the connection; on time out, says so (on
+    /// `kept`, a handle of the same connection) and closes.
+    fn wait_for_other(&self, role: Role, ticket: &str, kept: &TcpStream, woken: &Receiver<()>) {
         if woken.recv_timeout(PAIR_WAIT).is_ok() {
             return;
         }
@@ -316,7 +321,7 @@ impl Relay {
                 Role::Get => "the offering client",
                 Role::Put => "the fetcher",
             };
-            refuse(&kept, "timeout", &format!("{other} did not come"));
+            refuse(kept, "timeout", &format!("{other} did not come"));
         }
     }
 
