@@ -243,17 +243,20 @@ RETURNS integer AS $$
 #variable_conflict use_column
 DECLARE
     v_user bigint;
+    v_conn bigint;
     v_count integer := 0;
 BEGIN
     PERFORM 1 FROM charla_meta WHERE id = 1 FOR UPDATE;
     DELETE FROM offers o WHERE o.instance = p_instance AND (p_conn IS NULL OR o.conn = p_conn);
-    FOR v_user IN
+    -- The LEAVE names the ended session as its origin, so that session is
+    -- not told of its own account's leaving.
+    FOR v_user, v_conn IN
         DELETE FROM sessions s WHERE s.instance = p_instance AND (p_conn IS NULL OR s.conn = p_conn)
-        RETURNING s.user_id
+        RETURNING s.user_id, s.conn
     LOOP
         v_count := v_count + 1;
         IF NOT EXISTS (SELECT 1 FROM sessions WHERE user_id = v_user) THEN
-            PERFORM charla_event('offline', v_user, NULL, p_instance, NULL);
+            PERFORM charla_event('offline', v_user, NULL, p_instance, v_conn);
         END IF;
     END LOOP;
     RETURN v_count;

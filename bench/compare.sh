@@ -10,7 +10,11 @@
 # Environment: SCENARIOS to choose (default "fanout50 fanout500 pingpong
 # connect"), CONNECT_CLIENTS (default 2000), MESSAGES (default 2000, the
 # messages per sender of the fanout runs; the issue's M=200 runs last only a
-# fraction of a second here, too short to be stable), OUT (result folder).
+# fraction of a second here, too short to be stable), OUT (result folder),
+# QUIET_WAIT=1 to wait before each run while a compiler (rustc) runs or the
+# machine is more than 20% busy (polls every 30 s, up to 20 minutes), and to
+# log the 1-minute load, that busy share and running compilers before and
+# after each run in OUT/conditions.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,7 +66,9 @@ cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 start_charla() {
-    rm -f "$OUT"/charla.db*
+    # charla.out too: the start is detected by its "listening" line, and an
+    # old file's line would be taken for the new server's.
+    rm -f "$OUT"/charla.db* "$OUT/charla.out"
     RUST_LOG=warn "$SERVER" --addr 127.0.0.1:$CHARLA_PORT --db "$OUT/charla.db" --bcrypt-cost 4 --msg-rate 0 \
         >"$OUT/charla.out" 2>"$OUT/charla.err" &
     CHARLA_PID=$!
@@ -78,6 +84,25 @@ start_irc() {
     echo "ngircd did not start" >&2; exit 1
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# Percent of the machine's CPU time busy over 2 seconds (all processes).
+busy_pct() {
+    local u n sy id io irq sirq st b0 t0
+    read -r _ u n sy id io irq sirq st _ </proc/stat; b0=$((u + n + sy + irq + sirq + st)); t0=$((b0 + id + io))
+    sleep 2
+    read -r _ u n sy id io irq sirq st _ </proc/stat; b0=$((u + n + sy + irq + sirq + st - b0)); t0=$((u + n + sy + irq + sirq + st + id + io - t0))
+    echo $((100 * b0 / (t0 > 0 ? t0 : 1)))
+}
+conditions() { echo "$(date +%T) $1 load1=$(cut -d' ' -f1 /proc/loadavg) busy=${2:-?}% rustc=$(pgrep -cx rustc || true)" >>"$OUT/conditions.log"; }
+BUSY=?
+wait_quiet() {
+    [ "${QUIET_WAIT:-0}" = 1 ] || return 0
+    for _ in $(seq 40); do
+        BUSY=$(busy_pct)
+        if ! pgrep -x rustc >/dev/null && [ "$BUSY" -le 20 ]; then return 0; fi
+        echo "$(date +%T) machine busy (${BUSY}%) or a compiler running; waiting 30 s" >&2
+        sleep 28
+    done
+}
 
 args_of() {
     case $1 in
@@ -91,6 +116,8 @@ args_of() {
 for scenario in $SCENARIOS; do
     for run in $(seq "$RUNS"); do
         for server in charla irc; do
+            wait_quiet
+            conditions "before $scenario $server run $run" "$BUSY"
             # A fresh server per run, so runs do not inherit each other's state.
             if [ $server = charla ]; then start_charla; pid=$CHARLA_PID; proto=charla; port=$CHARLA_PORT
             else start_irc; pid=$IRC_PID; proto=irc; port=$IRC_PORT; fi
@@ -98,6 +125,7 @@ for scenario in $SCENARIOS; do
             "$BENCH" --addr 127.0.0.1:$port --protocol $proto --server-pid "$pid" --json --timeout 300 \
                 --prefix "b${run}x" $(args_of "$scenario") | tee -a "$OUT/$scenario.$server.jsonl"
             stop "$pid"
+            conditions "after  $scenario $server run $run"
         done
     done
 done

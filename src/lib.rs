@@ -14,8 +14,8 @@
 //! - [`core`]: the chat without sockets or wire bytes: the command table and
 //!   its functions, sessions, registry, journal (group commit), feed,
 //!   fan-out, outboxes, and the codec and transport seams.
-//! - [`proto`]: the wire, pure: framing, and charla's line protocol as a
-//!   codec (server) and a parser (clients).
+//! - [`proto`]: the wire, pure: framing, charla's line protocol as a
+//!   codec (server) and a parser (clients), and IRC's message format.
 //! - [`net`]: the accept loop, one thread per connection, TCP.
 //! - [`client`]: the terminal client behind the `charla` binary.
 //! - [`bench`]: the load scenarios behind `charla-bench`.

@@ -46,6 +46,9 @@ struct PtyCharla {
     keyboard: Box<dyn Write + Send>,
     /// Everything the client wrote to the terminal so far.
     screen: Arc<Mutex<Vec<u8>>>,
+    /// Set when the terminal's output has ended (the client and everything
+    /// holding the pty's other side are gone) and all of it was read.
+    drained: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PtyCharla {
@@ -75,12 +78,17 @@ impl PtyCharla {
         let keyboard = pair.master.take_writer().expect("the pty's input");
         let screen = Arc::new(Mutex::new(Vec::new()));
         let collected = Arc::clone(&screen);
+        let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ended = Arc::clone(&drained);
         // The pty must be drained all along, or the client blocks writing.
         thread::spawn(move || {
             let mut buf = [0; 4096];
             loop {
                 match output.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => {
+                        ended.store(true, std::sync::atomic::Ordering::Release);
+                        return;
+                    }
                     Ok(n) => collected.lock().expect("the screen lock").extend_from_slice(&buf[..n]),
                 }
             }
@@ -90,6 +98,7 @@ impl PtyCharla {
             master: pair.master,
             keyboard,
             screen,
+            drained,
         }
     }
 
@@ -144,6 +153,11 @@ impl PtyCharla {
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // What it wrote last may still be on its way out of the
+                // pty: the screen is whole once the output has ended.
+                common::wait_until(PROCESS_TIMEOUT, || {
+                    self.drained.load(std::sync::atomic::Ordering::Acquire)
+                });
                 return status;
             }
             assert!(
@@ -316,7 +330,7 @@ fn ctrl_c_while_no_prompt_is_active_ends_the_client() {
     charla.type_keys("\u{3}");
 
     let status = charla.wait_exit();
-    assert_eq!(status.exit_code(), 130, "{:?}", charla.screen());
+    assert_eq!(status.exit_code(), 130, "{status:?} {:?}", charla.screen());
     assert!(
         charla.screen().contains("Sesión interrumpida."),
         "{:?}",

@@ -565,3 +565,50 @@ fn offers_are_one_index_across_nodes_relayed_through_the_fetchers_node_and_gone_
     bea.send(&format!("FETCH {relayed}"));
     until(&mut bea, |l| l.starts_with("ERR FETCH no-such-file"));
 }
+
+#[test]
+fn an_irc_sender_on_a_node_gets_its_echoes_in_order_among_another_nodes_messages() {
+    use std::io::{BufRead, BufReader, Write};
+    let pg = Postgres::start();
+    let url = pg.database("chat");
+    let n1 = node(&url, "n1", &["--irc-addr", "127.0.0.1:0"]);
+    let n2 = node(&url, "n2", &[]);
+    let mut ana = registered(&n1, "ana");
+    ana.send("QUIT");
+    ana.expect("OK QUIT");
+    let mut bea = registered(&n2, "bea");
+    let stream = std::net::TcpStream::connect(n1.irc.expect("an IRC address")).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut line = || {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a line from the IRC front end");
+        line.trim_end().to_string()
+    };
+    writer
+        .write_all(b"CAP REQ :message-tags echo-message\r\nPASS secreto123\r\nNICK ana\r\nUSER a 0 * :a\r\nCAP END\r\n")
+        .expect("register");
+    while !line().ends_with(" 366 ana #general :End of /NAMES list") {}
+    until(&mut bea, |l| l == "JOIN ana");
+    const EACH: usize = 60;
+    let flood: String = (0..EACH).map(|i| format!("PRIVMSG #general :irc {i}\r\n")).collect();
+    writer.write_all(flood.as_bytes()).expect("the messages");
+    for i in 0..EACH {
+        bea.send(&format!("SAY charla {i}"));
+    }
+    let mut ids = Vec::new();
+    let mut echoes = 0;
+    while ids.len() < 2 * EACH {
+        let got = line();
+        if let Some(rest) = got.strip_prefix("@msgid=") {
+            let (id, rest) = rest.split_once(' ').expect("a tagged line");
+            ids.push(id.parse::<i64>().expect("a decimal msgid"));
+            if rest.starts_with(":ana!") {
+                echoes += 1;
+            }
+        }
+    }
+    assert_eq!(echoes, EACH, "every message of ana's echoed once");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+}

@@ -165,7 +165,7 @@ fn unshare_is_the_owners_and_offers_end_with_their_session() {
     bea.expect_prefix("ERR FETCH no-such-file ");
     // Any session of the owning account may withdraw it.
     ana2.send(&format!("UNSHARE {id}"));
-    ana2.expect(&format!("OK UNSHARE {id}"));
+    assert_eq!(ana2.line_skipping_presence(), format!("OK UNSHARE {id}"));
     bea.send(&format!("FETCH {id}"));
     bea.expect_prefix("ERR FETCH no-such-file ");
     // An offer goes with its session, however it ends.
@@ -307,37 +307,31 @@ fn relayed_transfers_at_once_are_limited_per_fetching_account() {
 }
 
 #[test]
-fn both_sides_arriving_at_the_relay_together_are_always_paired() {
-    use std::sync::{Arc, Barrier};
-
-    let server = TestServer::start_with(&["--relay-per-account", "0"]);
+fn both_sides_arriving_at_the_relay_together_are_paired_every_time() {
+    let server = TestServer::start();
     let mut ana = registered(&server, "ana");
     let mut bea = registered(&server, "bea");
-    let id = share(&mut bea, 5, "x.bin");
-    // A client's owner side goes to the relay on the RELAY event, about
-    // when the fetcher goes there with the same ticket: both lines are
-    // sent at once, many times over.
-    for round in 0..60 {
+    for _ in 0..30 {
+        let id = share(&mut bea, 2, "par.bin");
         let (ticket, relay) = fetch(&mut ana, &id);
         bea.expect(&format!("RELAY {id} {ticket} {relay}"));
-        let barrier = Arc::new(Barrier::new(2));
-        let sides: Vec<_> = ["GET", "PUT"]
-            .into_iter()
-            .map(|verb| {
-                let barrier = Arc::clone(&barrier);
-                let line = format!("{verb} {id} {ticket}\n");
-                let relay = relay.clone();
-                std::thread::spawn(move || {
-                    let mut stream = TcpStream::connect(&relay).expect("connect to the relay");
-                    stream.set_read_timeout(Some(Duration::from_secs(40))).expect("timeout");
-                    barrier.wait();
-                    stream.write_all(line.as_bytes()).expect("send");
-                    raw_line(&mut stream)
-                })
+        // Both connected first, then both lines at once: the relay's two
+        // threads look for each other at the same moment.
+        let mut peers: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let peer = TcpStream::connect(relay.as_str()).expect("the relay");
+                peer.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+                peer
             })
             .collect();
-        for side in sides {
-            assert_eq!(side.join().expect("a side"), "OK", "round {round}");
+        for (peer, side) in peers.iter_mut().zip(["GET", "PUT"]) {
+            peer.write_all(format!("{side} {id} {ticket}\n").as_bytes())
+                .expect("the line");
         }
+        for peer in &mut peers {
+            assert_eq!(raw_line(peer), "OK");
+        }
+        bea.send(&format!("UNSHARE {id}"));
+        bea.expect(&format!("OK UNSHARE {id}"));
     }
 }

@@ -496,6 +496,42 @@ fn channels_are_rooms_with_names_who_list_topic_mode_and_away() {
     ana.expect(":irc-1 403 ana #nada :No such channel");
 }
 
+/// irssi's and WeeChat's `/notify` poll with `ISON` (the server offers no
+/// `MONITOR`); both showed `421` until it was answered.
+#[test]
+fn ison_and_userhost_name_the_accounts_online_in_their_own_case() {
+    let server = server();
+    account(&server, "Bea");
+    let _carlos = registered(&server, "carlos");
+    let _ana = registered(&server, "ana");
+    let mut irc = Irc::register(&server, "ana");
+    irc.skip_joins(1);
+    irc.send("ISON :bea carlos nadie ANA");
+    irc.expect(":irc-1 303 ana :carlos ana");
+    irc.send("ISON carlos bea");
+    irc.expect(":irc-1 303 ana :carlos");
+    irc.send("ISON nadie");
+    irc.expect(":irc-1 303 ana :");
+    irc.send("ISON");
+    irc.expect(":irc-1 461 ana ISON :Not enough parameters");
+    irc.send("USERHOST CARLOS bea ana");
+    irc.expect(":irc-1 302 ana :carlos=+carlos@charla ana=+ana@charla");
+    irc.send("USERHOST");
+    irc.expect(":irc-1 461 ana USERHOST :Not enough parameters");
+    // Bea comes online: now she is on.
+    let mut bea = server.connect();
+    bea.login("Bea", "secreto123");
+    irc.expect(":Bea!Bea@charla JOIN #general");
+    irc.send("ISON bea");
+    irc.expect(":irc-1 303 ana :Bea");
+    // Before registration they wait for it, like the other queries.
+    let mut early = Irc::connect(&server);
+    early.send("ISON ana");
+    early.expect(":irc-1 451 * :You have not registered");
+    early.send("USERHOST ana");
+    early.expect(":irc-1 451 * :You have not registered");
+}
+
 #[test]
 fn presence_is_a_join_in_each_shared_room_and_a_quit() {
     let server = server();
@@ -527,6 +563,11 @@ fn chathistory_pages_a_conversation_in_a_batch_with_time_and_msgid() {
     account(&server, "ana");
     let mut bea = registered(&server, "bea");
     let ids: Vec<i64> = (1..=5).map(|i| bea.say(&format!("m{i}")).0).collect();
+    // `OK SAY` goes out once the batch is stored, a moment before it is
+    // published to the sessions online; bea's next answer waits for the
+    // publication. Without this, ana (registering meanwhile) could receive
+    // m5 live, ahead of the first batch (seen under the full suite's load).
+    bea.sync("published");
     let mut irc = Irc::register_with_caps(&server, "ana", "server-time message-tags batch draft/chathistory");
     irc.skip_joins(1);
     let read = |irc: &mut Irc, command: &str| -> Vec<String> {
@@ -594,6 +635,7 @@ fn labeled_responses_carry_the_label_an_ack_or_a_batch() {
     irc.send("@label=a1 PING x");
     irc.expect("@label=a1 :irc-1 PONG irc-1 :x");
     irc.send("@label=a2 PONG x");
+    irc.expect("@label=a2 :irc-1 ACK");
     irc.send("@label=a3 AWAY");
     irc.expect("@label=a3 :irc-1 305 ana :You are no longer marked as being away");
     irc.send("@label=a4 PRIVMSG #general :hola");
@@ -645,4 +687,155 @@ fn lines_over_the_limits_get_417_and_bad_bytes_a_notice_and_the_connection_stays
     );
     let quiet = irc.sync("vivo");
     assert!(quiet.is_empty(), "{quiet:?}");
+}
+
+#[test]
+fn after_a_sasl_login_events_wait_for_the_registration_burst() {
+    let server = server();
+    account(&server, "ana");
+    let mut bea = registered(&server, "bea");
+    let mut irc = Irc::connect(&server);
+    irc.send("CAP LS 302");
+    irc.send("NICK invitada");
+    irc.send("USER u 0 * :x");
+    irc.send("CAP REQ :sasl");
+    irc.until(|l| l.contains(" ACK "));
+    irc.send("AUTHENTICATE PLAIN");
+    irc.expect("AUTHENTICATE +");
+    irc.send(&format!("AUTHENTICATE {}", base64(b"ana\0ana\0secreto123")));
+    irc.until_command("903");
+    bea.expect("JOIN ana");
+    bea.say("mientras te registras");
+    // Answers before CAP END do not let the message out early.
+    irc.send("PING antes");
+    irc.expect(":irc-1 PONG irc-1 :antes");
+    irc.send("CAP END");
+    irc.expect(":invitada NICK ana");
+    irc.expect(":irc-1 001 ana :Welcome to charla, ana");
+    let (_, burst) = irc.until(|l| l.contains("PRIVMSG"));
+    assert!(
+        burst.iter().any(|l| l == ":irc-1 366 ana #general :End of /NAMES list"),
+        "the message came before the burst ended: {burst:?}"
+    );
+}
+
+#[test]
+fn with_echo_message_a_sender_sees_every_message_in_id_order_its_own_included() {
+    let server = server();
+    account(&server, "ana");
+    account(&server, "bea");
+    let caps = "message-tags echo-message";
+    let mut ana = Irc::register_with_caps(&server, "ana", caps);
+    ana.skip_joins(1);
+    let mut bea = Irc::register_with_caps(&server, "bea", caps);
+    bea.skip_joins(1);
+    ana.until(|l| l.ends_with(" JOIN #general"));
+    const EACH: usize = 150;
+    let sender = |mut irc: Irc, who: &'static str| {
+        std::thread::spawn(move || {
+            let lines: String = (0..EACH).map(|i| format!("PRIVMSG #general :{who} {i}\r\n")).collect();
+            irc.0.send_raw(lines.as_bytes());
+            let mut ids = Vec::new();
+            while ids.len() < 2 * EACH {
+                let line = irc.line();
+                if let Some(id) = line.strip_prefix("@msgid=").and_then(|rest| rest.split(' ').next()) {
+                    ids.push(id.parse::<i64>().expect("a decimal msgid"));
+                }
+            }
+            ids
+        })
+    };
+    let (from_ana, from_bea) = (sender(ana, "ana"), sender(bea, "bea"));
+    for ids in [from_ana.join().expect("ana"), from_bea.join().expect("bea")] {
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+    }
+}
+
+#[test]
+fn a_join_is_answered_before_the_rooms_messages() {
+    let server = server();
+    account(&server, "ana");
+    let mut carl = registered(&server, "carl");
+    carl.send("JOIN #carrera");
+    carl.expect("OK JOIN #carrera");
+    let mut irc = Irc::register(&server, "ana");
+    irc.skip_joins(1);
+    carl.expect("JOIN ana");
+    let flood: String = (0..300).map(|i| format!("SEND #carrera m{i}\n")).collect();
+    carl.send_raw(flood.as_bytes());
+    irc.send("JOIN #carrera");
+    let (first, _) = irc.until(|l| l.contains("#carrera"));
+    assert_eq!(first, ":ana!ana@charla JOIN #carrera");
+}
+
+#[test]
+fn labelled_commands_with_nothing_to_say_get_an_ack() {
+    let server = server();
+    account(&server, "ana");
+    let mut irc = Irc::register_with_caps(&server, "ana", "labeled-response message-tags");
+    irc.skip_joins(1);
+    for (label, command) in [
+        ("t1", "TAGMSG #general"),
+        ("t2", "NICK ANA"),
+        ("t3", "NOTICE nadie :x"),
+        ("t4", "CAP END"),
+    ] {
+        irc.send(&format!("@label={label};+typing=active {command}"));
+        irc.expect(&format!("@label={label} :irc-1 ACK"));
+    }
+}
+
+#[test]
+fn odd_payloads_and_commands_are_refused_as_irc_says() {
+    let server = server();
+    account(&server, "ana");
+    // An oversized SASL payload is a failure too: the third ends it.
+    let mut irc = Irc::connect(&server);
+    irc.send("USERHOST ana");
+    irc.expect(":irc-1 451 * :You have not registered");
+    irc.send("CAP REQ :sasl");
+    irc.until(|l| l.contains(" ACK "));
+    for _ in 0..3 {
+        irc.send("AUTHENTICATE PLAIN");
+        irc.expect("AUTHENTICATE +");
+        for _ in 0..5 {
+            irc.send(&format!("AUTHENTICATE {}", "A".repeat(400)));
+        }
+        irc.expect(":irc-1 905 * :SASL message too long");
+    }
+    assert!(irc.line().starts_with("ERROR :"));
+    irc.expect_eof();
+    // An empty ACTION is not stored as "/me"; a CR inside a line is told.
+    let mut bea = registered(&server, "bea");
+    let mut ana = Irc::register(&server, "ana");
+    ana.skip_joins(1);
+    bea.expect("JOIN ana");
+    ana.send("PRIVMSG #general :\u{1}ACTION  \u{1}");
+    let notice = ana.line();
+    assert!(
+        notice.starts_with(":irc-1 NOTICE ana :Message to #general not sent"),
+        "{notice}"
+    );
+    ana.0.send_raw(b"PRIVMSG #general :a\rb\r\n");
+    let notice = ana.line();
+    assert!(
+        notice.starts_with(":irc-1 NOTICE ana :") && notice.contains("carriage return"),
+        "{notice}"
+    );
+    ana.send("USERHOST bea nadie");
+    ana.expect(":irc-1 302 ana :bea=+bea@charla");
+    ana.send("ISON nadie bea ana");
+    ana.expect(":irc-1 303 ana :bea ana");
+    ana.send("AUTHENTICATE PLAIN");
+    ana.expect(":irc-1 462 ana :You may not reregister");
+    // A room's members are shown only to its members.
+    bea.send("JOIN #privada");
+    bea.expect("OK JOIN #privada");
+    ana.send("NAMES #privada");
+    ana.expect(":irc-1 366 ana #privada :End of /NAMES list");
+    ana.send("WHO #privada");
+    ana.expect(":irc-1 315 ana #privada :End of WHO list");
+    ana.sync("fin");
+    let last = bea.history("1");
+    assert_ne!(last.last().map(|m| m.text.as_str()), Some("/me"));
 }

@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod login;
 pub mod procstat;
 pub mod report;
+pub mod rooms;
 pub mod wire;
 
 use std::io::IsTerminal;

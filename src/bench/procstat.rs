@@ -54,6 +54,44 @@ pub fn sample(pid: Option<u32>) -> std::io::Result<ProcSample> {
     })
 }
 
+/// CPU seconds (user plus system) of this process, read from
+/// `/proc/self/stat` alone: cheap even with thousands of threads, whose
+/// `status` files [`sample`] walks.
+///
+/// # Errors
+/// When `/proc/self/stat` cannot be read.
+pub fn own_cpu_seconds() -> std::io::Result<f64> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Ok((ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND)
+}
+
+/// CPU seconds the whole machine has spent busy (all cores, all
+/// processes: user, nice, system, irq, softirq and steal time of
+/// `/proc/stat`), so a run can tell how much of the machine others used.
+///
+/// # Errors
+/// When `/proc/stat` cannot be read.
+pub fn machine_busy_seconds() -> std::io::Result<f64> {
+    Ok(busy_ticks(&fs::read_to_string("/proc/stat")?) as f64 / TICKS_PER_SECOND)
+}
+
+/// The busy ticks of the `cpu` line of a `/proc/stat` text.
+fn busy_ticks(stat: &str) -> u64 {
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum()
+}
+
 /// The number after `key:` in a `/proc/*/status` text (0 if absent).
 fn status_value(status: &str, key: &str) -> u64 {
     status
@@ -98,6 +136,14 @@ mod tests {
         let me = sample(None).unwrap();
         assert!(me.rss_kib > 0);
         assert!(me.threads >= 1);
+    }
+
+    #[test]
+    fn counts_busy_machine_ticks() {
+        let stat = "cpu  10 1 5 1000 7 2 3 4 0 0\ncpu0 5 0 2 500 3 1 1 2 0 0\n";
+        assert_eq!(busy_ticks(stat), 10 + 1 + 5 + 2 + 3 + 4);
+        assert_eq!(busy_ticks("intr 1 2\n"), 0);
+        assert!(machine_busy_seconds().unwrap() > 0.0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use charla::bench::connect::{self, ConnectOptions};
 use charla::bench::fanout::{self, FanoutOptions};
 use charla::bench::login::{self, LoginOptions};
+use charla::bench::rooms::{self, RoomsOptions};
 use charla::bench::wire::Tls;
 use charla::bench::{Common, Protocol};
 
@@ -74,6 +75,9 @@ enum Scenario {
     },
     /// L logins over P connections at once, against what the cores can hash.
     Login(LoginArgs),
+    /// Protocol 1.1: R rooms of M members (S senders each), P private
+    /// pairs, I idle sessions that must hear nothing but presence.
+    Rooms(RoomsArgs),
     /// Chat latency of a fanout alone and during a login storm.
     Storm {
         #[command(flatten)]
@@ -97,6 +101,34 @@ struct FanoutArgs {
     /// Most unacknowledged messages per sender.
     #[arg(long, default_value_t = 8)]
     window: usize,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+#[derive(Args, Debug)]
+struct RoomsArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 10)]
+    rooms: usize,
+    /// Member accounts of each room, one session each.
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Members of each room that send.
+    #[arg(long, default_value_t = 2)]
+    senders: usize,
+    /// Messages per sender (room senders and each side of a private pair).
+    #[arg(long, default_value_t = 2000)]
+    messages: usize,
+    /// Private conversations: pairs of accounts sending to each other.
+    #[arg(long, default_value_t = 0)]
+    private: usize,
+    /// Most unacknowledged messages per sender.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Idle sessions logged in, in no room; they must receive only presence.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
     /// Message body size in bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -208,6 +240,19 @@ fn main() -> ExitCode {
             },
         ),
         Scenario::Login(args) => login::run(&common, &args.options()),
+        Scenario::Rooms(a) => rooms::run(
+            &common,
+            &RoomsOptions {
+                rooms: a.rooms,
+                members: a.members,
+                senders: a.senders,
+                messages: a.messages,
+                private: a.private,
+                window: a.window,
+                idle: a.idle,
+                size: a.size,
+            },
+        ),
         Scenario::Storm { chat, logins } => login::storm(&common, &chat.options(), &logins.options()),
     };
     match report {

@@ -16,8 +16,9 @@
 //! `/health/nodes`, and records logouts that failed while the database was
 //! down.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::event::{Event, Message, Target};
 use super::feed::{Committed, Entry, Feed, PresenceChange, Subscriber, Then};
 use super::presence::ClusterPresence;
+use super::reply::ReplyTo;
 use super::rooms::{MembershipChange, RoomRef};
 use super::status::NodeStatus;
 use crate::store::{ClusterStore, LogRow, Logged, Place, StoreError};
@@ -42,6 +44,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node not seen for this long has its sessions ended by the others: with
 /// a heartbeat every second this ends them within 10 s of its death.
 const DEAD_AFTER: Duration = Duration::from_secs(8);
+/// Longest the tail waits for the journal to publish a batch with echoes.
+const HOLD_LIMIT: Duration = Duration::from_secs(5);
 /// How long to wait before trying a failed database again.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -71,6 +75,15 @@ pub struct ClusterFeed {
     delivered: Mutex<Delivered>,
     /// Told whether the database answers, and the ids delivered.
     status: Arc<NodeStatus>,
+    /// The echoes this node's senders asked for, by message id, until the
+    /// tail reads their messages back from the log (which knows nothing of
+    /// echoes).
+    echoes: Mutex<HashMap<i64, ReplyTo>>,
+    /// Whether the journal is committing a batch with echoes: the tail
+    /// waits for its publication before reading the log.
+    held: Mutex<bool>,
+    /// Signalled when `held` turns false.
+    released: Condvar,
 }
 
 impl ClusterFeed {
@@ -90,6 +103,9 @@ impl ClusterFeed {
                 waiting: Vec::new(),
             }),
             status,
+            echoes: Mutex::new(HashMap::new()),
+            held: Mutex::new(false),
+            released: Condvar::new(),
         })
     }
 
@@ -106,6 +122,7 @@ impl ClusterFeed {
     /// after batch. Returns whether the database answered.
     fn catch_up(&self) -> bool {
         loop {
+            self.wait_unheld();
             let after = self.delivered().position;
             let rows = match self.store.log_after(after, TAIL_BATCH) {
                 Ok(rows) => rows,
@@ -138,6 +155,21 @@ impl ClusterFeed {
         }
     }
 
+    /// Waits while the journal commits a batch with echoes (bounded: a
+    /// journal that never says it is done does not stop delivery).
+    fn wait_unheld(&self) {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .released
+            .wait_timeout_while(held, HOLD_LIMIT, |held| *held)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+
+    /// The echoes waiting for their messages.
+    fn echoes(&self) -> std::sync::MutexGuard<'_, HashMap<i64, ReplyTo>> {
+        self.echoes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Log rows as the fan-out delivers them.
     fn committed(&self, rows: Vec<LogRow>) -> Committed {
         let mut batch = Committed::default();
@@ -168,9 +200,15 @@ impl ClusterFeed {
                         text: Arc::from(stored.body),
                         target,
                     };
+                    let echo = if origin == 0 {
+                        None
+                    } else {
+                        self.echoes().remove(&stored.id)
+                    };
                     Entry::Message {
                         message: Arc::new(message),
                         origin,
+                        echo,
                     }
                 }
                 Logged::Membership {
@@ -216,13 +254,51 @@ impl ClusterFeed {
             };
             batch.entries.push(entry);
         }
+        // An echo whose message has gone by without it (its sender's node
+        // restarted the tail, say) will never be wanted.
+        let newest = batch
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Message { message, .. } => Some(message.id),
+                _ => None,
+            })
+            .max();
+        if let Some(newest) = newest {
+            let mut echoes = self.echoes();
+            if !echoes.is_empty() {
+                echoes.retain(|id, _| *id > newest);
+            }
+        }
         batch
     }
 }
 
 impl Feed for ClusterFeed {
+    fn hold(&self, held: bool) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held;
+        if !held {
+            self.released.notify_all();
+        }
+    }
+
     /// Wakes the tail: what the journal just stored is in the log.
-    fn publish(&self, _: Committed) {
+    fn publish(&self, batch: Committed) {
+        let echoes: Vec<(i64, ReplyTo)> = batch
+            .entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Entry::Message {
+                    message,
+                    echo: Some(to),
+                    ..
+                } => Some((message.id, to)),
+                _ => None,
+            })
+            .collect();
+        if !echoes.is_empty() {
+            self.echoes().extend(echoes);
+        }
         let _ = self.wake.try_send(());
     }
 

@@ -861,6 +861,8 @@ fn join(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
         username,
         origin: session.id,
     };
+    // The room's messages may be delivered before the reply is queued.
+    session.hold_events_until_reply();
     let joined = core
         .journal
         .join(member, name)

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::code::ErrorCode;
+use super::reply::ReplyTo;
 
 /// Where a message was sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,14 @@ pub struct Message {
 pub enum Event {
     /// A message was stored.
     Message(Arc<Message>),
+    /// A message this session sent was stored: shown to it at its place
+    /// among the others, for front ends that echo (IRC's `echo-message`).
+    Echo {
+        /// The message.
+        message: Arc<Message>,
+        /// The command that sent it.
+        to: ReplyTo,
+    },
     /// An account came online (its first session logged in).
     Online(Arc<str>),
     /// An account went offline (its last session ended).

@@ -42,6 +42,8 @@ struct Delivery {
     event: Event,
     /// `None`: everyone; else these accounts' sessions.
     audience: Option<Vec<i64>>,
+    /// For an echo: the one connection told (its audience is empty).
+    only: Option<ConnectionId>,
     /// The connection that caused it, which is not told.
     origin: ConnectionId,
     /// For presence, the registry's change number: only sessions logged in
@@ -62,22 +64,38 @@ impl Fanout {
         let mut out = Vec::with_capacity(batch.entries.len());
         for entry in &batch.entries {
             match entry {
-                Entry::Message { message, origin } => out.push(Delivery {
-                    audience: match &message.target {
-                        Target::Lobby => None,
-                        Target::Room { id, .. } => Some(self.rooms.members(*id)),
-                        Target::Account { id, .. } if *id == message.author_id => Some(vec![*id]),
-                        Target::Account { id, .. } => Some(vec![message.author_id, *id]),
-                    },
-                    event: Event::Message(Arc::clone(message)),
-                    origin: *origin,
-                    change: 0,
-                }),
+                Entry::Message { message, origin, echo } => {
+                    out.push(Delivery {
+                        audience: match &message.target {
+                            Target::Lobby => None,
+                            Target::Room { id, .. } => Some(self.rooms.members(*id)),
+                            Target::Account { id, .. } if *id == message.author_id => Some(vec![*id]),
+                            Target::Account { id, .. } => Some(vec![message.author_id, *id]),
+                        },
+                        event: Event::Message(Arc::clone(message)),
+                        origin: *origin,
+                        only: None,
+                        change: 0,
+                    });
+                    if let Some(to) = echo {
+                        out.push(Delivery {
+                            event: Event::Echo {
+                                message: Arc::clone(message),
+                                to: to.clone(),
+                            },
+                            audience: Some(Vec::new()),
+                            origin: 0,
+                            only: Some(*origin),
+                            change: 0,
+                        });
+                    }
+                }
                 Entry::Presence(change) => {
                     out.push(Delivery {
                         event: change.event.clone(),
                         audience: None,
                         origin: change.origin,
+                        only: None,
                         change: change.change,
                     });
                     if let Event::Online(user) = &change.event {
@@ -89,6 +107,7 @@ impl Fanout {
                                     user: Arc::clone(user),
                                 },
                                 origin: change.origin,
+                                only: None,
                                 change: change.change,
                             });
                         }
@@ -105,6 +124,7 @@ impl Fanout {
                         },
                         audience: Some(audience),
                         origin: *origin,
+                        only: None,
                         change: 0,
                     });
                 }
@@ -124,7 +144,8 @@ impl Fanout {
             .flatten()
             .copied()
             .collect();
-        if accounts.is_empty() {
+        let echoes = deliveries.iter().any(|d| d.only.is_some());
+        if accounts.is_empty() && !echoes {
             return (Targeted::new(), Vec::new());
         }
         accounts.sort_unstable();
@@ -140,6 +161,16 @@ impl Fanout {
         for (i, delivery) in deliveries.iter().enumerate() {
             let Some(audience) = &delivery.audience else { continue };
             let index = u32::try_from(i).unwrap_or(u32::MAX);
+            if let Some(connection) = delivery.only {
+                if let Some(member) = self.registry.member(connection) {
+                    let entries = targeted.entry(connection).or_insert_with(|| {
+                        touched.push(member.clone());
+                        Vec::new()
+                    });
+                    entries.push(index);
+                }
+                continue;
+            }
             for member in audience.iter().filter_map(|a| by_account.get(a)).flatten() {
                 let to = member.recipient;
                 if to.connection == delivery.origin || (delivery.change != 0 && to.since >= delivery.change) {
@@ -246,6 +277,7 @@ mod tests {
         Entry::Message {
             message: Arc::new(message_of(id, author, origin as i64)),
             origin,
+            echo: None,
         }
     }
 
@@ -327,6 +359,7 @@ mod tests {
                 ..message_of(10, "u1", 1)
             }),
             origin: 1,
+            echo: None,
         };
         let private = Entry::Message {
             message: Arc::new(Message {
@@ -337,6 +370,7 @@ mod tests {
                 ..message_of(11, "u3", 3)
             }),
             origin: 3,
+            echo: None,
         };
         fanout.deliver(&Committed {
             entries: vec![in_room, private],
@@ -413,5 +447,37 @@ mod tests {
         });
         fanout.deliver(&Committed { entries: vec![late] });
         assert_eq!(conns[0].transport.take_output(), "");
+    }
+
+    #[test]
+    fn an_echo_reaches_only_its_sender_at_its_place() {
+        let registry = Arc::new(Registry::new(Arc::new(Nowhere)));
+        let codec = TestCodec::new(1);
+        let conns: Vec<TestConn> = (1..=2)
+            .map(|id| TestConn::new(id, codec.clone(), 1 << 16, 1 << 20))
+            .collect();
+        for (conn, id) in conns.iter().zip(1u64..) {
+            let login = Login {
+                account_id: id as i64,
+                username: Arc::from(format!("u{id}")),
+                full_name: String::new(),
+            };
+            registry.log_in(id, &login, &conn.outbox, None);
+            conn.outbox.open_events();
+        }
+        let fanout = Fanout::new(registry, Arc::new(Rooms::new(Vec::new())));
+        let mut to = crate::core::reply::ReplyTo::new(None, Some("SEND"));
+        to.echo = true;
+        let echoed = Entry::Message {
+            message: Arc::new(message_of(11, "u1", 1)),
+            origin: 1,
+            echo: Some(to),
+        };
+        fanout.deliver(&Committed {
+            entries: vec![message(10, "u2", 2), echoed, message(12, "u2", 2)],
+        });
+        assert_eq!(conns[0].lines(3), ["MSG 10 u2 m10", "ECHO 11", "MSG 12 u2 m12"]);
+        assert_eq!(conns[1].lines(1), ["MSG 11 u1 m11"]);
+        assert_eq!(conns[1].transport.take_output(), "");
     }
 }

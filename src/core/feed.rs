@@ -15,6 +15,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::event::{Event, Message};
+use super::reply::ReplyTo;
 use super::rooms::MembershipChange;
 
 /// Identifies one connection for the life of the server process.
@@ -36,6 +37,9 @@ pub enum Entry {
         message: Arc<Message>,
         /// The connection that sent it: it got the `OK`, not the event.
         origin: ConnectionId,
+        /// When the sender is to be shown its own message as an event
+        /// (`echo-message`): the command it answers.
+        echo: Option<ReplyTo>,
     },
     /// A presence change.
     Presence(PresenceChange),
@@ -94,6 +98,12 @@ pub type Then = Box<dyn FnOnce() + Send>;
 pub trait Feed: Send + Sync {
     /// Hands on a batch that is committed and acknowledged.
     fn publish(&self, batch: Committed);
+
+    /// The journal is about to commit a batch whose entries carry what the
+    /// stored log does not (echoes), and will [`Feed::publish`] it: a feed
+    /// that reads batches back from the log must wait for that before it
+    /// reads past them. `false` when it is done (published or failed).
+    fn hold(&self, _held: bool) {}
 
     /// Runs `then` once everything up to log `position` (0: nothing in
     /// particular) has been delivered to this process's sessions: a JOIN is

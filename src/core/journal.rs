@@ -363,6 +363,12 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, status: &NodeStatus, q
             tag: op.message.tag.take(),
             to: op.message.to,
         }));
+        // Echoes live only in this batch, not in the stored log: a feed
+        // that reads the log back waits for the batch's publication.
+        let echoes = says.iter().any(|op| op.reply_to.echo);
+        if echoes {
+            feed.hold(true);
+        }
         let outcomes = if messages.is_empty() {
             Ok(Vec::new())
         } else {
@@ -390,6 +396,9 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, status: &NodeStatus, q
         messages.clear();
         if !batch.entries.is_empty() {
             feed.publish(batch);
+        }
+        if echoes {
+            feed.hold(false);
         }
         // Only now may the senders' later replies go out: with a local feed
         // the batch's events are already queued ahead of them, and its
@@ -464,18 +473,24 @@ fn acknowledge(
                 target: op.target.clone(),
             })
         });
-        replies[position].replies.push((
-            &op.reply_to,
-            Reply::Ok(Answer::Stored {
-                id,
-                ts,
-                message: message.clone(),
-            }),
-        ));
+        // An echo takes the reply's place, at the message's place among
+        // the batch's events.
+        let echo = (message.is_some() && op.reply_to.echo).then(|| op.reply_to.clone());
+        if echo.is_none() {
+            replies[position].replies.push((
+                &op.reply_to,
+                Reply::Ok(Answer::Stored {
+                    id,
+                    ts,
+                    message: message.clone(),
+                }),
+            ));
+        }
         if let Some(message) = message {
             batch.entries.push(Entry::Message {
                 message,
                 origin: op.connection,
+                echo,
             });
         }
     }
@@ -528,7 +543,7 @@ mod tests {
             let mut seen = self.0.lock().unwrap();
             for entry in batch.entries {
                 seen.push(match entry {
-                    Entry::Message { message, origin } => format!("{} {} from {origin}", message.id, message.text),
+                    Entry::Message { message, origin, .. } => format!("{} {} from {origin}", message.id, message.text),
                     Entry::Presence(change) => format!("{:?} from {}", change.event, change.origin),
                     Entry::Membership { change, origin } => {
                         format!(

@@ -382,6 +382,13 @@ impl Outbox {
         )
     }
 
+    /// Holds events back again until [`Outbox::open_events`]: for a command
+    /// whose reply must come before the events it makes possible (a JOIN's
+    /// reply before the room's messages).
+    pub fn hold_events(self: &Arc<Self>) {
+        self.lock().events_open = false;
+    }
+
     /// Lets events out, after everything already queued (the login reply).
     /// Events held until now follow in the order they came.
     pub fn open_events(self: &Arc<Self>) {

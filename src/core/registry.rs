@@ -240,6 +240,18 @@ impl Registry {
         }
     }
 
+    /// Logged-in session `connection`, if it still is.
+    pub fn member(&self, connection: ConnectionId) -> Option<Member> {
+        let inner = self.lock();
+        inner.sessions.get(&connection).map(|session| Member {
+            recipient: Recipient {
+                connection,
+                since: session.since,
+            },
+            outbox: Arc::clone(&session.outbox),
+        })
+    }
+
     /// The online accounts, sorted by username regardless of case, once per
     /// account.
     pub fn who(&self) -> Vec<Person> {

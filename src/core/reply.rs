@@ -31,6 +31,10 @@ pub struct ReplyTo {
     pub verb: Option<&'static str>,
     /// The front end's own context, when it is not charla's protocol.
     pub front: Option<FrontContext>,
+    /// For `SAY` and `SEND`: the sender is shown its own message as an
+    /// event, at its place among the others ([`super::event::Event::Echo`],
+    /// IRC's `echo-message`), instead of a reply.
+    pub echo: bool,
 }
 
 impl ReplyTo {
@@ -40,6 +44,7 @@ impl ReplyTo {
             tag: tag.map(Box::from),
             verb,
             front: None,
+            echo: false,
         }
     }
 
@@ -50,6 +55,7 @@ impl ReplyTo {
             tag: None,
             verb: Some(verb),
             front: Some(front),
+            echo: false,
         }
     }
 
@@ -65,6 +71,7 @@ impl std::fmt::Debug for ReplyTo {
             .field("tag", &self.tag)
             .field("verb", &self.verb)
             .field("front", &self.front.is_some())
+            .field("echo", &self.echo)
             .finish()
     }
 }
@@ -74,6 +81,7 @@ impl PartialEq for ReplyTo {
     fn eq(&self, other: &ReplyTo) -> bool {
         self.tag == other.tag
             && self.verb == other.verb
+            && self.echo == other.echo
             && match (&self.front, &other.front) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),

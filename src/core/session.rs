@@ -55,7 +55,7 @@ pub struct Session<'a> {
     acked: Receiver<()>,
     /// Given to each message for the journal to signal on.
     pub(super) ack_sender: Sender<()>,
-    /// A login just happened: events open after its reply is queued.
+    /// A login or a JOIN is running: events open after its reply is queued.
     entering: bool,
     /// The key this session's file tickets are sealed with, hex; made
     /// when first needed (PROTOCOL.md 11).
@@ -130,6 +130,16 @@ impl<'a> Session<'a> {
         self.outbox.reply(to, reply);
         if std::mem::take(&mut self.entering) {
             self.outbox.open_events();
+        }
+    }
+
+    /// Holds this session's events until the reply to the command running
+    /// now is queued: a JOIN's answer comes before the room's messages,
+    /// which may be delivered while it is still being made.
+    pub(super) fn hold_events_until_reply(&mut self) {
+        if self.me.is_some() && !self.entering {
+            self.outbox.hold_events();
+            self.entering = true;
         }
     }
 

@@ -104,6 +104,7 @@ impl Codec for TestCodec {
                 Target::Account { name, .. } => format!("POST {} @{name} {} {}", m.id, m.author, m.text),
             },
             Event::Arrived { .. } if !self.arrivals => return,
+            Event::Echo { message, .. } => format!("ECHO {}", message.id),
             Event::Arrived { room, user } => format!("ARRIVED {room} {user}"),
             Event::Enter { room, user } => format!("ENTER {room} {user}"),
             Event::Exit { room, user } => format!("EXIT {room} {user}"),

@@ -19,7 +19,7 @@ use crate::core::session::Session;
 use crate::core::validate;
 use crate::proto::irc::{self as wire, Ctcp, Size};
 
-use super::caps;
+use super::caps::{self, Cap};
 use super::codec::{IrcCodec, Request, refuse_message};
 use super::history;
 use super::lines::{self, Response, user_source};
@@ -40,6 +40,8 @@ const NEED_REGISTRATION: &[&str] = &[
     "NAMES",
     "WHO",
     "WHOIS",
+    "ISON",
+    "USERHOST",
     "LIST",
     "TOPIC",
     "MODE",
@@ -47,6 +49,32 @@ const NEED_REGISTRATION: &[&str] = &[
     "CHATHISTORY",
     "TAGMSG",
     "MOTD",
+    // RFC 2812 commands not offered: known all the same, so 451 before
+    // registration (421 after, as nothing answers them).
+    "WHOWAS",
+    "KICK",
+    "INVITE",
+    "LUSERS",
+    "VERSION",
+    "STATS",
+    "LINKS",
+    "TIME",
+    "CONNECT",
+    "TRACE",
+    "ADMIN",
+    "INFO",
+    "SERVLIST",
+    "SQUERY",
+    "KILL",
+    "REHASH",
+    "DIE",
+    "RESTART",
+    "SUMMON",
+    "USERS",
+    "WALLOPS",
+    "OPER",
+    "SERVICE",
+    "SQUIT",
 ];
 
 /// What the connection does after a line.
@@ -86,6 +114,8 @@ pub struct IrcClient<'c> {
     codec: Arc<IrcCodec>,
     /// `Some` until registration ends.
     registration: Option<Registration>,
+    /// Whether the session logged in through SASL (for `907`).
+    sasl_account: bool,
 }
 
 impl<'c> IrcClient<'c> {
@@ -95,6 +125,7 @@ impl<'c> IrcClient<'c> {
             session,
             codec,
             registration: Some(Registration::default()),
+            sasl_account: false,
         }
     }
 
@@ -114,9 +145,26 @@ impl<'c> IrcClient<'c> {
         self.session.close();
     }
 
-    /// Queues bytes as the answer to the current command.
+    /// Queues bytes as the answer to the current command. Before
+    /// registration ends events stay held, even after a SASL login: they
+    /// follow the registration burst.
     fn emit(&mut self, bytes: Vec<u8>) {
-        self.session.emit_raw(bytes);
+        if self.registration.is_some() {
+            self.session.settle();
+            self.session.outbox().raw_reply(bytes);
+        } else {
+            self.session.emit_raw(bytes);
+        }
+    }
+
+    /// An empty response: an `ACK` for a labelled command that has nothing
+    /// else to say (labeled-response), nothing otherwise.
+    fn acknowledge(&mut self, label: Option<&str>) -> Flow {
+        if label.is_some() {
+            let response = Response::new(self.codec.server(), &self.codec.nick());
+            self.send(response, label);
+        }
+        Flow::Continue
     }
 
     /// Writes `response` for a command labelled `label`, and queues it.
@@ -156,6 +204,9 @@ impl<'c> IrcClient<'c> {
             Ok(_) => return self.notice_and_continue("Line ignored: it holds a NUL byte"),
             Err(_) => return self.notice_and_continue("Line ignored: it is not valid UTF-8"),
         };
+        if text.contains('\r') {
+            return self.notice_and_continue("Line ignored: it holds a carriage return inside it");
+        }
         let Ok(message) = wire::parse(text) else {
             return Flow::Continue;
         };
@@ -190,7 +241,7 @@ impl<'c> IrcClient<'c> {
             "NICK" => self.nick(params, label),
             "USER" => self.user(params, label),
             "PING" => self.ping(params, label),
-            "PONG" => Flow::Continue,
+            "PONG" => self.acknowledge(label),
             "QUIT" => self.error(&format!("Closing link: {} (Quit)", self.codec.nick())),
             // A NOTICE never gets an answer, registered or not.
             "NOTICE" if !self.is_registered() => Flow::Continue,
@@ -205,6 +256,8 @@ impl<'c> IrcClient<'c> {
             "NAMES" => self.names(params, label),
             "WHO" => self.who(params, label),
             "WHOIS" => self.whois(params, label),
+            "ISON" => self.ison(params, label),
+            "USERHOST" => self.userhost(params, label),
             "LIST" => self.list(label),
             "TOPIC" => self.topic(params, label),
             "MODE" => self.mode(params, label),
@@ -212,7 +265,7 @@ impl<'c> IrcClient<'c> {
             "MOTD" => self.motd(label),
             "CHATHISTORY" => self.chathistory(params, label),
             // Client-only tags are neither stored nor relayed.
-            "TAGMSG" => Flow::Continue,
+            "TAGMSG" => self.acknowledge(label),
             _ => {
                 self.numeric(label, "421", &[command, "Unknown command"]);
                 Flow::Continue
@@ -249,9 +302,12 @@ impl<'c> IrcClient<'c> {
             }
             "END" => {
                 let Some(registration) = &mut self.registration else {
-                    return Flow::Continue;
+                    return self.acknowledge(label);
                 };
                 registration.negotiating = false;
+                if registration.sasl.take().is_some() {
+                    self.numeric(None, "906", &["SASL authentication aborted"]);
+                }
                 return self.try_to_register();
             }
             _ => response.numeric("410", &[params.first().copied().unwrap_or("*"), "Invalid CAP command"]),
@@ -264,7 +320,11 @@ impl<'c> IrcClient<'c> {
     /// aborts.
     fn authenticate(&mut self, params: &[&str]) -> Flow {
         let Some(registration) = &mut self.registration else {
-            self.numeric(None, "907", &["You have already authenticated using SASL"]);
+            if self.sasl_account {
+                self.numeric(None, "907", &["You have already authenticated using SASL"]);
+            } else {
+                self.numeric(None, "462", &["You may not reregister"]);
+            }
             return Flow::Continue;
         };
         let Some(&word) = params.first() else {
@@ -300,8 +360,7 @@ impl<'c> IrcClient<'c> {
         }
         if payload.len() > MAX_SASL_PAYLOAD {
             registration.sasl = None;
-            self.numeric(None, "905", &["SASL message too long"]);
-            return self.sasl_failed(false);
+            return self.sasl_refused("905", "SASL message too long", true);
         }
         if word.len() == SASL_CHUNK {
             return Flow::Continue;
@@ -340,7 +399,13 @@ impl<'c> IrcClient<'c> {
     /// `ERROR` and the close. `counts`: whether it counts as a failure
     /// (a storage fault is not the client's).
     fn sasl_failed(&mut self, counts: bool) -> Flow {
-        self.numeric(None, "904", &["SASL authentication failed"]);
+        self.sasl_refused("904", "SASL authentication failed", counts)
+    }
+
+    /// A SASL attempt refused with numeric `code` (`904`, or `905` for a
+    /// payload too long), counted as [`IrcClient::sasl_failed`] says.
+    fn sasl_refused(&mut self, code: &str, text: &str, counts: bool) -> Flow {
+        self.numeric(None, code, &[text]);
         let Some(registration) = &mut self.registration else {
             return Flow::Continue;
         };
@@ -393,7 +458,7 @@ impl<'c> IrcClient<'c> {
         let Some(registration) = &mut self.registration else {
             let current = self.codec.nick();
             if nick.eq_ignore_ascii_case(&current) {
-                return Flow::Continue;
+                return self.acknowledge(label);
             }
             let taken = self
                 .session
@@ -444,7 +509,10 @@ impl<'c> IrcClient<'c> {
             return Flow::Continue;
         };
         let username = match (&registration.authenticated, registration.pass.clone()) {
-            (Some(username), _) => Arc::clone(username),
+            (Some(username), _) => {
+                self.sasl_account = true;
+                Arc::clone(username)
+            }
             (None, Some(pass)) => match self.log_in(&nick, &pass) {
                 Ok(username) => username,
                 Err(_) => return self.bad_password(),
@@ -560,7 +628,12 @@ impl<'c> IrcClient<'c> {
             return Flow::Continue;
         };
         let text = match wire::ctcp(text) {
-            Ctcp::Action(action) => format!("/me {action}"),
+            // An ACTION with nothing to do breaks 5.2 like an empty text:
+            // "/me" alone would be stored as an ordinary text.
+            Ctcp::Action(action) if wire::strip_formatting(action).trim_matches([' ', '\t']).is_empty() => {
+                String::new()
+            }
+            Ctcp::Action(action) => format!("/me {}", action.trim_start_matches(' ')),
             // Other CTCP requests are ignored and not answered.
             Ctcp::Other => {
                 if !notice {
@@ -586,11 +659,14 @@ impl<'c> IrcClient<'c> {
             format!("@{target}")
         };
         let request = Request {
-            label: label.map(str::to_string),
+            label: label
+                .filter(|_| self.codec.caps.has(Cap::LABELED_RESPONSE))
+                .map(str::to_string),
             notice,
             target: target.to_string(),
         };
-        let to = ReplyTo::from_front("SEND", Arc::new(request));
+        let mut to = ReplyTo::from_front("SEND", Arc::new(request));
+        to.echo = self.codec.caps.has(Cap::ECHO_MESSAGE);
         let ran = Args::from_parts(&[&written], Some(text))
             .and_then(|args| commands::call(&mut self.session, &to, "SEND", &args));
         match ran {
@@ -598,7 +674,9 @@ impl<'c> IrcClient<'c> {
             Ok(Outcome::Deferred) => {}
             // A tag's earlier message cannot happen here: IRC sends none.
             Ok(_) => {}
-            Err(_) if notice => {}
+            Err(_) if notice => {
+                self.acknowledge(label);
+            }
             Err(code) => {
                 let nick = self.codec.nick();
                 let mut response = Response::new(self.codec.server(), &nick);
@@ -713,7 +791,7 @@ impl<'c> IrcClient<'c> {
             Some(channels) => {
                 for channel in channels.split(',').filter(|c| !c.is_empty()) {
                     let name = self.channel_name(channel);
-                    let online = self.online_in(&name);
+                    let online = self.visible_in(&name);
                     let refs: Vec<&str> = online.iter().map(String::as_str).collect();
                     lines::names(&mut response, &name, &refs);
                 }
@@ -753,7 +831,7 @@ impl<'c> IrcClient<'c> {
         let mut response = Response::new(&server, &nick);
         let (channel, people) = if mask.starts_with('#') {
             let name = self.channel_name(mask);
-            let online = self.online_in(&name);
+            let online = self.visible_in(&name);
             (name, online)
         } else {
             let online = self.online_in(rooms::LOBBY);
@@ -813,6 +891,63 @@ impl<'c> IrcClient<'c> {
         }
         self.send(response, label);
         Flow::Continue
+    }
+
+    /// The usernames among `nicks` (each possibly several, space
+    /// separated) that are online, in their registered case, in the order
+    /// asked; at most `max`.
+    fn online_among(&mut self, nicks: &[&str], max: usize) -> Vec<String> {
+        let online = self.online_in(rooms::LOBBY);
+        nicks
+            .iter()
+            .flat_map(|param| param.split(' '))
+            .filter(|nick| !nick.is_empty())
+            .take(max)
+            .filter_map(|nick| online.iter().find(|u| u.eq_ignore_ascii_case(nick)).cloned())
+            .collect()
+    }
+
+    /// `ISON nick...`: `303` with those online (what `/notify` polls, in
+    /// irssi and in WeeChat, on a server without `MONITOR`).
+    fn ison(&mut self, params: &[&str], label: Option<&str>) -> Flow {
+        if params.is_empty() {
+            self.numeric(label, "461", &["ISON", "Not enough parameters"]);
+            return Flow::Continue;
+        }
+        let online = self.online_among(params, usize::MAX).join(" ");
+        self.numeric(label, "303", &[&online]);
+        Flow::Continue
+    }
+
+    /// `USERHOST nick...` (up to 5): `302` with `nick=+nick@charla` for
+    /// each online (`+`: away is not kept).
+    fn userhost(&mut self, params: &[&str], label: Option<&str>) -> Flow {
+        if params.is_empty() {
+            self.numeric(label, "461", &["USERHOST", "Not enough parameters"]);
+            return Flow::Continue;
+        }
+        let replies: Vec<String> = self
+            .online_among(params, 5)
+            .iter()
+            .map(|name| format!("{name}=+{name}@{}", lines::USER_HOST))
+            .collect();
+        self.numeric(label, "302", &[&replies.join(" ")]);
+        Flow::Continue
+    }
+
+    /// The usernames online in `channel` that this client may see: every
+    /// room's for its members (and `#general`'s for everyone), nobody's
+    /// for a room it is not in (PROTOCOL.md 9.2: a room's WHO needs
+    /// membership).
+    fn visible_in(&mut self, channel: &str) -> Vec<String> {
+        let account = self.session.account().map(|(id, _)| id).unwrap_or(0);
+        let core = self.session_core();
+        let member = rooms::is_lobby(channel)
+            || core
+                .rooms
+                .find(channel)
+                .is_some_and(|room| core.rooms.is_member(room.id, account));
+        if member { self.online_in(channel) } else { Vec::new() }
     }
 
     /// `LIST`: every room with its member count, then `323`.

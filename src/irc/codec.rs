@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::core::code::ErrorCode;
 use crate::core::codec::{Codec, Flavor};
 use crate::core::event::Event;
-use crate::core::reply::{Answer, Reply, ReplyTo};
+use crate::core::reply::{Reply, ReplyTo};
 use crate::core::rooms::LOBBY;
 use crate::proto::irc as wire;
 
@@ -28,10 +28,10 @@ const FLAVOR_BASE: u32 = 0x1000;
 const TAG_CAPS: u32 = Cap::SERVER_TIME.bit() | Cap::MESSAGE_TAGS.bit();
 
 /// What a `PRIVMSG` or `NOTICE` needs for its reply, which the journal
-/// queues once the message is stored (or refused).
+/// queues once the message is stored (or refused), or for its echo.
 #[derive(Debug)]
 pub struct Request {
-    /// The command's `label` tag.
+    /// The command's `label` tag, if the client has `labeled-response`.
     pub label: Option<String>,
     /// A `NOTICE`: never answered with an error.
     pub notice: bool,
@@ -118,9 +118,8 @@ impl Codec for IrcCodec {
         let nick = self.nick();
         let mut response = Response::new(&self.server, &nick);
         match reply {
-            Reply::Ok(Answer::Stored { message: Some(m), .. }) if self.caps.has(Cap::ECHO_MESSAGE) => {
-                response.message(&message_lines(m), self.caps.bits());
-            }
+            // With echo-message the message itself comes as an event, at
+            // its place: the journal queues no reply then.
             Reply::Ok(_) => {}
             Reply::Err(_) if request.is_some_and(|r| r.notice) => {}
             Reply::Err(code) => {
@@ -135,6 +134,11 @@ impl Codec for IrcCodec {
     fn event(&self, event: &Event, out: &mut Vec<u8>) {
         match event {
             Event::Message(m) => message_lines(m).write(self.caps.bits() & TAG_CAPS, &[], out),
+            Event::Echo { message, to } => {
+                let label = to.front::<Request>().and_then(|r| r.label.as_deref());
+                let extra: Vec<(&str, &str)> = label.map(|l| ("label", l)).into_iter().collect();
+                message_lines(message).write(self.caps.bits() & TAG_CAPS, &extra, out);
+            }
             Event::Online(user) => join(out, user, LOBBY),
             Event::Arrived { room, user } | Event::Enter { room, user } => join(out, user, room),
             Event::Exit { room, user } => {
@@ -162,6 +166,7 @@ fn join(out: &mut Vec<u8>, user: &str, channel: &str) {
 mod tests {
     use super::*;
     use crate::core::event::{Message, Target};
+    use crate::core::reply::Answer;
 
     fn text(out: Vec<u8>) -> String {
         String::from_utf8(out).unwrap()
@@ -220,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_message_is_echoed_or_acknowledged_and_a_refusal_is_a_numeric_unless_a_notice() {
+    fn a_stored_message_is_acknowledged_or_echoed_and_a_refusal_is_a_numeric_unless_a_notice() {
         let codec = IrcCodec::new("n1");
         codec.set_nick("ana");
         let request = |label: Option<&str>, notice| {
@@ -244,8 +249,14 @@ mod tests {
         codec.caps.change(Cap::LABELED_RESPONSE.bit(), 0);
         codec.reply(&request(Some("l1"), false), &stored, &mut out);
         assert_eq!(text(std::mem::take(&mut out)), "@label=l1 :n1 ACK\r\n");
-        codec.caps.change(Cap::ECHO_MESSAGE.bit(), 0);
-        codec.reply(&request(Some("l2"), false), &stored, &mut out);
+        // With echo-message the message comes as an event, labelled.
+        codec.event(
+            &Event::Echo {
+                message: super::tests::stored(),
+                to: request(Some("l2"), false),
+            },
+            &mut out,
+        );
         assert_eq!(
             text(std::mem::take(&mut out)),
             "@label=l2 :ana!ana@charla PRIVMSG #Clase :hola\r\n"

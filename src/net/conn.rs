@@ -25,16 +25,17 @@ use crate::proto::frame::{self, Frame, LineReader};
 use super::tcp::TcpTransport;
 use super::tls::TlsTransport;
 
-/// The transport as the connection reads it. While the login deadline is
+/// The transport as a connection reads it. While the login deadline is
 /// set, every read waits at most until the deadline and fails with
 /// `TimedOut` once it has passed: a timeout per read alone would let a
 /// client that trickles bytes without ever ending a line stay unlogged
-/// forever (the line reader keeps reading until a line is complete).
-struct Input<'a> {
+/// forever (the line reader keeps reading until a line is complete). Both
+/// front ends read through it.
+pub(super) struct Input<'a> {
     /// The connection.
-    transport: &'a dyn Transport,
+    pub(super) transport: &'a dyn Transport,
     /// When the connection must be logged in by; `None` once it is.
-    login_deadline: Option<Instant>,
+    pub(super) login_deadline: Option<Instant>,
 }
 
 impl Read for Input<'_> {
@@ -51,34 +52,17 @@ impl Read for Input<'_> {
     }
 }
 
-/// Serves one accepted TCP connection from client `peer` (the address a
-/// trusted balancer gave, or the socket's own) until it closes. Called on
-/// the connection's own thread; returns when the connection is finished
-/// with. The login timeout counts from `accepted`.
-pub fn run(stream: TcpStream, peer: SocketAddr, id: ConnectionId, accepted: Instant, core: &Core) {
-    let local = stream.local_addr().ok();
-    match TcpTransport::new(stream) {
-        Ok(transport) => serve(Arc::new(transport), peer, local, id, accepted, core),
-        Err(e) => log::error!("connection {id} from {peer}: cannot set up its output: {e}"),
-    }
-}
-
-/// Serves one accepted TCP connection inside TLS with `config`, as
-/// [`run`] does in plain text. The handshake happens as the connection
-/// reads its first line, within the same login deadline.
-pub fn run_tls(
-    stream: TcpStream,
-    config: Arc<rustls::ServerConfig>,
-    peer: SocketAddr,
-    id: ConnectionId,
-    accepted: Instant,
-    core: &Core,
-) {
-    let local = stream.local_addr().ok();
-    match TlsTransport::server(stream, config) {
-        Ok(transport) => serve(Arc::new(transport), peer, local, id, accepted, core),
-        Err(e) => log::error!("connection {id} from {peer}: cannot set up TLS: {e}"),
-    }
+/// The transport of an accepted TCP connection: the socket itself, or TLS
+/// over it with `tls` (the handshake happens as the connection reads its
+/// first line, within the login deadline).
+///
+/// # Errors
+/// When the socket's output or TLS cannot be set up.
+pub(super) fn open(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> io::Result<Arc<dyn Transport>> {
+    Ok(match tls {
+        None => Arc::new(TcpTransport::new(stream)?),
+        Some(config) => Arc::new(TlsTransport::server(stream, config)?),
+    })
 }
 
 /// Serves one connection of charla's line protocol over `transport`, from

@@ -7,8 +7,8 @@
 //! thread, owns the reading side of its transport, and never writes: the
 //! session's outbox does, with the IRC codec.
 
-use std::io::{self, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,55 +23,7 @@ use crate::irc::codec::IrcCodec;
 use crate::proto::frame::{Frame, LineReader};
 use crate::proto::irc::MAX_WIRE_LINE;
 
-use super::tcp::TcpTransport;
-use super::tls::TlsTransport;
-
-/// The transport as the connection reads it, with the registration
-/// deadline: see [`super::conn`]'s `Input`, which this mirrors.
-struct Input<'a> {
-    /// The connection.
-    transport: &'a dyn Transport,
-    /// When registration must have ended; `None` once it has.
-    deadline: Option<Instant>,
-}
-
-impl Read for Input<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.transport.set_read_timeout(Some(left))?;
-        }
-        self.transport.read(buf)
-    }
-}
-
-/// Serves one accepted TCP connection of an IRC client `peer`.
-pub fn run(stream: TcpStream, peer: SocketAddr, id: ConnectionId, accepted: Instant, core: &Core) {
-    let local = stream.local_addr().ok();
-    match TcpTransport::new(stream) {
-        Ok(transport) => serve(Arc::new(transport), peer, local, id, accepted, core),
-        Err(e) => log::error!("IRC connection {id} from {peer}: cannot set up its output: {e}"),
-    }
-}
-
-/// Serves one accepted TCP connection of an IRC client inside TLS.
-pub fn run_tls(
-    stream: TcpStream,
-    config: Arc<rustls::ServerConfig>,
-    peer: SocketAddr,
-    id: ConnectionId,
-    accepted: Instant,
-    core: &Core,
-) {
-    let local = stream.local_addr().ok();
-    match TlsTransport::server(stream, config) {
-        Ok(transport) => serve(Arc::new(transport), peer, local, id, accepted, core),
-        Err(e) => log::error!("IRC connection {id} from {peer}: cannot set up TLS: {e}"),
-    }
-}
+use super::conn::Input;
 
 /// Serves one IRC connection over `transport`.
 pub fn serve(
@@ -111,7 +63,7 @@ pub fn serve(
 fn read_lines(client: &mut IrcClient<'_>, outbox: &Arc<Outbox>, transport: &dyn Transport, deadline: Instant) {
     let input = Input {
         transport,
-        deadline: Some(deadline),
+        login_deadline: Some(deadline),
     };
     // Lines of up to MAX_WIRE_LINE bytes with their CRLF are read whole;
     // the client checks the tag and body limits apart.
@@ -127,7 +79,7 @@ fn read_lines(client: &mut IrcClient<'_>, outbox: &Arc<Outbox>, transport: &dyn 
                 outbox.bye(ErrorCode::LoginTimeout);
                 return;
             }
-        } else if reader.get_mut().deadline.take().is_some() {
+        } else if reader.get_mut().login_deadline.take().is_some() {
             let _ = transport.set_read_timeout(None);
         }
         let flow = match reader.read_frame() {

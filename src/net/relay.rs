@@ -262,23 +262,25 @@ impl Relay {
     }
 
     /// Pairs this side with the other one of `ticket`: the first waits, the
-    /// second runs the transfer. Looking for the other side and, when it is
-    /// not there, taking the place of the first happen under one lock: two
-    /// sides arriving together must not both find nobody and both wait
-    /// (the second would take the first's place and part them).
+    /// second runs the transfer. Looking for the other side and, finding
+    /// none, taking the waiting place happen under one lock, so two sides
+    /// arriving together cannot both wait.
     fn pair(&self, role: Role, ticket: &str, stream: TcpStream, fetcher: AccountId, size: u64) {
         let Ok(kept) = stream.try_clone() else {
+            refuse(&stream, "internal", "the connection cannot be kept");
             return;
         };
         let (paired, woken): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
-        let (first, stream) = {
+        let first = {
             let mut waiting = lock(&self.waiting);
             match waiting.remove(ticket) {
-                Some(first) if first.role != role => (first, stream),
+                Some(first) if first.role != role => first,
                 Some(first) => {
                     // The same side twice cannot happen with single-use
                     // tickets; keep the first.
                     waiting.insert(ticket.to_string(), first);
+                    drop(waiting);
+                    refuse(&stream, "used", "the ticket was already used");
                     return;
                 }
                 None => {
@@ -306,9 +308,9 @@ impl Relay {
         let _ = putter.shutdown(Shutdown::Both);
     }
 
-    /// The first of a pair, already in the waiting map: waits for the
-    /// second, which takes its connection; on time out, says so on `kept`
-    /// (its clone) and closes.
+    /// The first of a pair, its connection in the waiting place: waits for
+    /// the second, which takes the connection; on time out, says so (on
+    /// `kept`, a handle of the same connection) and closes.
     fn wait_for_other(&self, role: Role, ticket: &str, kept: &TcpStream, woken: &Receiver<()>) {
         if woken.recv_timeout(PAIR_WAIT).is_ok() {
             return;

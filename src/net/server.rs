@@ -343,11 +343,21 @@ fn connection(stream: TcpStream, front: Front, id: u64, accepted: Instant, core:
     } else {
         None
     };
+    let local = stream.local_addr().ok();
+    let tls = match &front {
+        Front::Tls(config) | Front::IrcTls(config) => Some(Arc::clone(config)),
+        Front::Plain | Front::Irc => None,
+    };
+    let transport = match conn::open(stream, tls) {
+        Ok(transport) => transport,
+        Err(e) => {
+            log::error!("connection {id} from {client}: cannot set up its transport: {e}");
+            return;
+        }
+    };
     match front {
-        Front::Plain => conn::run(stream, client, id, accepted, core),
-        Front::Tls(config) => conn::run_tls(stream, config, client, id, accepted, core),
-        Front::Irc => irc::run(stream, client, id, accepted, core),
-        Front::IrcTls(config) => irc::run_tls(stream, config, client, id, accepted, core),
+        Front::Plain | Front::Tls(_) => conn::serve(transport, client, local, id, accepted, core),
+        Front::Irc | Front::IrcTls(_) => irc::serve(transport, client, local, id, accepted, core),
     }
 }
 

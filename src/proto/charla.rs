@@ -224,6 +224,8 @@ impl Codec for CharlaCodec {
             Event::Message(m) => push_message(out, m),
             // Presence is account-wide here: `JOIN USER` says it all.
             Event::Arrived { .. } => {}
+            // charla's senders get `OK SAY`/`OK SEND`; they never ask for this.
+            Event::Echo { .. } => {}
             Event::Enter { room, user } => push_membership(out, "ENTER", room, user),
             Event::Exit { room, user } => push_membership(out, "EXIT", room, user),
             Event::Online(user) => {

@@ -1,6 +1,14 @@
 //! IRC's wire format (PROTOCOL.md 13), pure: a received line to a
-//! [`Message`], an outgoing message to bytes, and the small encodings the IRC
-//! front end meets on the way (IRCv3 tag escaping).
+//! [`Message`] ([`parse`]), an outgoing message to bytes ([`write_line`]),
+//! and the small encodings the IRC front end meets on the way: IRCv3 tag
+//! escaping, the size limits of a received line ([`check_size`]), formatting
+//! codes ([`strip_formatting`]), CTCP actions ([`ctcp`]), long texts over
+//! several lines ([`split_text`]), server-time ([`server_time`],
+//! [`parse_server_time`]) and SASL PLAIN ([`sasl_plain`]).
+//!
+//! Lines come from [`crate::proto::frame::LineReader`] with
+//! [`MAX_WIRE_LINE`] (it strips the CRLF or bare LF), then [`check_size`],
+//! then a UTF-8 check, then [`parse`].
 //!
 //! It follows the modern IRC client protocol as modern.ircdocs.horse
 //! describes it and IRCv3 message-tags, leniently where real clients and
@@ -66,8 +74,9 @@ impl<'a> Message<'a> {
     }
 }
 
-/// Why a line is not a message. The front end answers none of these with a
-/// numeric of its own except as PROTOCOL.md 13 says (a NUL is a `NOTICE`).
+/// Why a line is not a message. What the front end answers is PROTOCOL.md
+/// 13's business: a NUL ([`ParseError::ForbiddenByte`]) gets a `NOTICE`,
+/// a blank line nothing.
 #[derive(Debug, PartialEq, Eq, Clone, Copy, Error)]
 pub enum ParseError {
     /// Nothing but spaces: ignored without a reply, like a blank charla line.
@@ -228,8 +237,9 @@ fn escape_pieces(value: &str, mut push: impl FnMut(&str)) {
 /// Tag values are escaped and a tag with an empty value is written as its
 /// bare key. The last parameter is written with `:` when it must be (it is
 /// empty, contains a space or starts with `:`) or always when `trailing` is
-/// true: text-bearing parameters such as `PRIVMSG`'s text then look the
-/// same whatever they hold, which some clients rely on.
+/// true (and there is a parameter): text-bearing parameters such as
+/// `PRIVMSG`'s text then have one form whatever they hold, so clients and
+/// scripts matching on ` :` see a consistent line.
 ///
 /// Middle parameters must be non-empty, without spaces and not start with
 /// `:`; the source, the command and the tag keys must not contain spaces
@@ -527,43 +537,26 @@ pub fn server_time(ts_ms: i64) -> String {
 /// offset, lowercase `t` or `z`, signs, a date that does not exist (such as
 /// 2025-02-29) or second 60, so that a selector is never guessed at.
 pub fn parse_server_time(text: &str) -> Option<i64> {
-    let bytes = text.as_bytes();
-    let (head, tail) = bytes.split_at_checked(19)?;
-    let [
-        y0,
-        y1,
-        y2,
-        y3,
-        b'-',
-        mo0,
-        mo1,
-        b'-',
-        d0,
-        d1,
-        b'T',
-        h0,
-        h1,
-        b':',
-        mi0,
-        mi1,
-        b':',
-        s0,
-        s1,
-    ] = *head
-    else {
+    let (head, tail) = text.as_bytes().split_at_checked(19)?;
+    let head: &[u8; 19] = head.try_into().ok()?;
+    // YYYY-MM-DDThh:mm:ss
+    if [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')]
+        .iter()
+        .any(|&(at, separator)| head[at] != separator)
+    {
         return None;
-    };
+    }
     let number = |digits: &[u8]| -> Option<u32> {
         digits.iter().try_fold(0u32, |value, &digit| {
             digit.is_ascii_digit().then(|| value * 10 + u32::from(digit - b'0'))
         })
     };
-    let year = number(&[y0, y1, y2, y3])?;
-    let month = number(&[mo0, mo1])?;
-    let day = number(&[d0, d1])?;
-    let hour = number(&[h0, h1])?;
-    let minute = number(&[mi0, mi1])?;
-    let second = number(&[s0, s1])?;
+    let year = number(&head[0..4])?;
+    let month = number(&head[5..7])?;
+    let day = number(&head[8..10])?;
+    let hour = number(&head[11..13])?;
+    let minute = number(&head[14..16])?;
+    let second = number(&head[17..19])?;
 
     let fraction = tail.strip_suffix(b"Z")?;
     let millis = match fraction {
@@ -579,8 +572,8 @@ pub fn parse_server_time(text: &str) -> Option<i64> {
     };
 
     let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
-    // Seconds under 60 and millis under 1000: chrono's leap-second form
-    // (second 59 with millis over 999) cannot arise.
+    // chrono refuses second 60 and over; millis are under 1000 here, so its
+    // leap-second form (second 59 with millis over 999) cannot arise.
     let time = chrono::NaiveTime::from_hms_milli_opt(hour, minute, second, millis)?;
     Some(date.and_time(time).and_utc().timestamp_millis())
 }
