@@ -55,7 +55,7 @@ impl Postgres {
     pub fn start() -> Postgres {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let as_postgres = is_root();
-        let pg = Postgres {
+        let mut pg = Postgres {
             bin: binaries(),
             port: super::free_port(),
             as_postgres,
@@ -74,8 +74,20 @@ impl Postgres {
             .status()
             .map(|s| assert!(s.success(), "initdb failed"))
             .expect("initdb runs");
-        pg.start_again();
-        pg
+        // The free port may be taken by someone else before PostgreSQL
+        // binds it (other tests run at the same time): try another.
+        for _ in 0..5 {
+            if pg.try_start() {
+                return pg;
+            }
+            assert!(
+                pg.log().contains("could not bind") || pg.log().contains("already in use"),
+                "PostgreSQL did not start: {}",
+                pg.log()
+            );
+            pg.port = super::free_port();
+        }
+        panic!("PostgreSQL found no free port: {}", pg.log());
     }
 
     /// The data directory.
@@ -97,6 +109,11 @@ impl Postgres {
 
     /// Starts the server (again, after [`Postgres::stop`]).
     pub fn start_again(&self) {
+        assert!(self.try_start(), "PostgreSQL did not start: {}", self.log());
+    }
+
+    /// Starts the server on its port; whether it did.
+    fn try_start(&self) -> bool {
         let data = self.data();
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
@@ -113,7 +130,7 @@ impl Postgres {
             .stdout(Stdio::null())
             .status()
             .expect("pg_ctl runs");
-        assert!(status.success(), "PostgreSQL did not start: {}", self.log());
+        status.success()
     }
 
     /// Stops the server (fast: connections are cut).
