@@ -473,6 +473,29 @@ fn health_says_what_the_node_knows_and_turns_503_when_it_stops() {
     assert!(n1.wait_exit(Duration::from_secs(10)).success());
 }
 
+/// Plays both sides of a relayed transfer of `id` with `ticket` at
+/// `relay`: a fetcher and an owner sending the four bytes `test` whose
+/// SHA-256 is `sha`. Returns what the fetcher received.
+fn through_the_relay(relay: &str, id: &str, ticket: &str, sha: &str) -> String {
+    use std::io::{Read, Write};
+    let mut getter = std::net::TcpStream::connect(relay).expect("the relay");
+    let mut putter = std::net::TcpStream::connect(relay).expect("the relay");
+    getter.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    getter
+        .write_all(format!("GET {id} {ticket}\n").as_bytes())
+        .expect("GET");
+    putter
+        .write_all(format!("PUT {id} {ticket}\n").as_bytes())
+        .expect("PUT");
+    putter
+        .write_all(format!("OK 4 {sha}\ntest").as_bytes())
+        .expect("the file");
+    putter.shutdown(std::net::Shutdown::Write).expect("end");
+    let mut received = String::new();
+    getter.read_to_string(&mut received).expect("through the relay");
+    received
+}
+
 /// Reads a `FILES` reply: the `FILE` lines and the `OK FILES` line.
 fn files(client: &mut Client, query: &str) -> (Vec<String>, String) {
     client.send(format!("FILES {query}").trim_end());
@@ -528,23 +551,24 @@ fn offers_are_one_index_across_nodes_relayed_through_the_fetchers_node_and_gone_
     relayed_owner.set_timeout(Duration::from_secs(5));
     let (invite, _) = until(&mut relayed_owner, |l| l.starts_with("RELAY "));
     assert_eq!(invite, format!("RELAY {relayed} {ticket} {relay}"));
-    let mut getter = std::net::TcpStream::connect(relay.as_str()).expect("node 2's relay");
-    let mut putter = std::net::TcpStream::connect(relay.as_str()).expect("node 2's relay");
-    use std::io::{Read, Write};
-    getter.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    getter
-        .write_all(format!("GET {relayed} {ticket}\n").as_bytes())
-        .expect("GET");
-    putter
-        .write_all(format!("PUT {relayed} {ticket}\n").as_bytes())
-        .expect("PUT");
-    putter
-        .write_all(format!("OK 4 {SHA}\ntest").as_bytes())
-        .expect("the file");
-    putter.shutdown(std::net::Shutdown::Write).expect("end");
-    let mut received = String::new();
-    getter.read_to_string(&mut received).expect("through the relay");
-    assert_eq!(received, format!("OK\nOK 4 {SHA}\ntest"));
+    assert_eq!(
+        through_the_relay(relay, &relayed, ticket, SHA),
+        format!("OK\nOK 4 {SHA}\ntest")
+    );
+    // Asked for through the relay, the direct offer goes the same way: node
+    // 2's relay, and ana's session on node 1 is invited although it
+    // announced an endpoint.
+    bea.send(&format!("FETCH {direct} RELAY"));
+    let (reply, _) = until(&mut bea, |l| l.starts_with("OK FETCH ") || l.starts_with("ERR "));
+    let words: Vec<String> = reply.split(' ').map(str::to_string).collect();
+    assert_eq!((words.len(), &words[4]), (5, relay), "{reply}");
+    ana.set_timeout(Duration::from_secs(5));
+    let (invite, _) = until(&mut ana, |l| l.starts_with("RELAY "));
+    assert_eq!(invite, format!("RELAY {direct} {} {relay}", words[3]));
+    assert_eq!(
+        through_the_relay(relay, &direct, &words[3], SHA),
+        format!("OK\nOK 4 {SHA}\ntest")
+    );
     // Another node's session of the same account may withdraw an offer;
     // another account may not.
     let mut ana_on_2 = n2.connect();

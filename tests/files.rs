@@ -1,7 +1,8 @@
 //! Sharing files (PROTOCOL.md 11) against the real server with raw
 //! sessions: the rules of `SHARE`, `FILES`, `UNSHARE`, `FETCH` and
-//! `ENDPOINT`, offers ending with their session, and the relay piping a
-//! multi-megabyte file between two raw peers with its tickets and limits.
+//! `ENDPOINT`, offers ending with their session, the relay piping a
+//! multi-megabyte file between two raw peers with its tickets and limits,
+//! and `FETCH FILEID RELAY` sending a direct offer through it.
 
 mod common;
 
@@ -46,7 +47,13 @@ fn share(client: &mut Client, size: u64, name: &str) -> String {
 /// `FETCH`, expecting `OK FETCH FILEID TICKET HOST:PORT`; returns the ticket
 /// and address.
 fn fetch(client: &mut Client, id: &str) -> (String, String) {
-    client.send(&format!("FETCH {id}"));
+    fetch_with(client, id, &format!("FETCH {id}"))
+}
+
+/// `line` (a `FETCH` of `id`, perhaps with `RELAY`), expecting `OK FETCH
+/// FILEID TICKET HOST:PORT`; returns the ticket and address.
+fn fetch_with(client: &mut Client, id: &str, line: &str) -> (String, String) {
+    client.send(line);
     // Fetching one's own relayed offer invites oneself to the relay: that
     // RELAY event may come before the reply.
     let reply = loop {
@@ -334,4 +341,72 @@ fn both_sides_arriving_at_the_relay_together_are_paired_every_time() {
         bea.send(&format!("UNSHARE {id}"));
         bea.expect(&format!("OK UNSHARE {id}"));
     }
+}
+
+#[test]
+fn fetch_relay_sends_an_offer_with_an_endpoint_through_the_relay() {
+    let server = TestServer::start();
+    let mut ana = registered(&server, "ana");
+    let mut bea = registered(&server, "bea");
+    bea.send("ENDPOINT 127.0.0.1:45678");
+    bea.expect_prefix("OK ENDPOINT 127.0.0.1:45678 ");
+    let content: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let id = share(&mut bea, content.len() as u64, "directo.bin");
+    // Any other second word is a bad request, even for an unknown id.
+    for line in [
+        format!("FETCH {id} NONSENSE"),
+        format!("FETCH {id} RELAY RELAY"),
+        "FETCH fnada NONSENSE".to_string(),
+    ] {
+        ana.send(&line);
+        let reply = ana.line_skipping_presence();
+        assert!(reply.starts_with("ERR FETCH bad-request "), "{line}: {reply}");
+    }
+    ana.send("FETCH fnada RELAY");
+    let reply = ana.line_skipping_presence();
+    assert!(reply.starts_with("ERR FETCH no-such-file "), "{reply}");
+    // Without RELAY: the endpoint, and the owner is not invited (the next
+    // line bea reads is the invitation below).
+    let (_, endpoint) = fetch(&mut ana, &id);
+    assert_eq!(endpoint, "127.0.0.1:45678");
+    // With it: the relay, and the owner is invited there although it
+    // announced an endpoint.
+    let (ticket, relay) = fetch_with(&mut ana, &id, &format!("FETCH {id} RELAY"));
+    assert_ne!(relay, endpoint);
+    assert_eq!(ticket.len(), 80);
+    bea.expect(&format!("RELAY {id} {ticket} {relay}"));
+    // In any case, like the verb; the same relay.
+    let (lower, relay_again) = fetch_with(&mut ana, &id, &format!("fetch {id} relay"));
+    assert_eq!(relay_again, relay);
+    bea.expect(&format!("RELAY {id} {lower} {relay}"));
+    // The relay serves such a ticket: the owner's bytes reach the fetcher.
+    let mut putter = relay_peer(&relay, &format!("PUT {id} {ticket}"));
+    let mut getter = relay_peer(&relay, &format!("GET {id} {ticket}"));
+    assert_eq!(raw_line(&mut putter), "OK");
+    assert_eq!(raw_line(&mut getter), "OK");
+    let sending = {
+        let content = content.clone();
+        std::thread::spawn(move || {
+            putter
+                .write_all(format!("OK {} {SHA}\n", content.len()).as_bytes())
+                .expect("header");
+            putter.write_all(&content).expect("the file");
+            putter.shutdown(std::net::Shutdown::Write).expect("end");
+        })
+    };
+    assert_eq!(raw_line(&mut getter), format!("OK {} {SHA}", content.len()));
+    let mut received = Vec::new();
+    getter.read_to_end(&mut received).expect("the file through the relay");
+    sending.join().expect("the sender");
+    assert!(received == content, "the relay changed the bytes");
+    let mut again = relay_peer(&relay, &format!("GET {id} {ticket}"));
+    assert_eq!(raw_line(&mut again), "ERR used the ticket was already used");
+    // Once the offer is withdrawn the relay knows it no more.
+    bea.send(&format!("UNSHARE {id}"));
+    bea.expect(&format!("OK UNSHARE {id}"));
+    let mut gone = relay_peer(&relay, &format!("GET {id} {lower}"));
+    assert_eq!(
+        raw_line(&mut gone),
+        "ERR no-such-file no such file is offered through the relay"
+    );
 }

@@ -304,7 +304,7 @@ pub const COMMANDS: &[Command] = &[
         name: "FETCH",
         also: &[],
         state: State::LoggedIn,
-        shape: Shape::Words { min: 1, max: 1 },
+        shape: Shape::Words { min: 1, max: 2 },
         pipelined: false,
         run: fetch,
     },
@@ -992,17 +992,40 @@ fn list_files(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
     Ok(Outcome::Done(Answer::Files(found)))
 }
 
-/// `FETCH FILEID`: a single-use ticket and where to use it: the offering
-/// client's endpoint, or the relay (which the offering client is then
-/// invited to).
+/// How a `FETCH` is to reach the offering client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// `FETCH FILEID`: at its announced endpoint, or through the relay
+    /// when it announced none.
+    Announced,
+    /// `FETCH FILEID RELAY`: through the relay whatever it announced (the
+    /// fetcher could not reach the endpoint).
+    Relay,
+}
+
+/// `FETCH FILEID [RELAY]`'s words: the id and the route. Any second word
+/// but `RELAY` (in any case, like the verb) is a bad request, before the
+/// id is looked up.
+fn fetch_args<'a>(args: &Args<'a>) -> Result<(&'a str, Route), ErrorCode> {
+    let route = match args.word(1) {
+        None => Route::Announced,
+        Some(word) if word.eq_ignore_ascii_case("RELAY") => Route::Relay,
+        Some(_) => return Err(ErrorCode::BadRequest),
+    };
+    Ok((args.word(0).unwrap_or(""), route))
+}
+
+/// `FETCH FILEID [RELAY]`: a single-use ticket and where to use it: the
+/// offering client's endpoint, or the relay (which the offering client is
+/// then invited to) when it announced none or the fetcher asked for it.
 fn fetch(session: &mut Session<'_>, _: &ReplyTo, args: &Args<'_>) -> Ran {
-    let id = args.word(0).unwrap_or("");
+    let (id, route) = fetch_args(args)?;
     let offer = live_offer(session, id)?;
     let fetcher = me(session)?.account_id;
     let ticket = files::mint(&offer.key, &offer.id, fetcher, journal::now_ms())?;
-    let addr = match &offer.endpoint {
-        Some(endpoint) => endpoint.clone(),
-        None => {
+    let addr = match (&offer.endpoint, route) {
+        (Some(endpoint), Route::Announced) => endpoint.clone(),
+        (_, Route::Announced | Route::Relay) => {
             let addr = relay_address(session).ok_or_else(|| {
                 log::error!("connection {}: a relayed fetch, but no relay listens", session.id);
                 ErrorCode::Internal
@@ -1231,6 +1254,23 @@ mod tests {
             Some("1 1001"),
             Some("1 2 3"),
             Some("99999999999999999999"),
+        ] {
+            assert_eq!(args(bad), Err(ErrorCode::BadRequest), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fetch_takes_an_id_and_perhaps_relay() {
+        let args = |rest| fetch_args(&find("FETCH").unwrap().shape.split(rest)?);
+        assert_eq!(args(Some("f1")), Ok(("f1", Route::Announced)));
+        assert_eq!(args(Some("f1 RELAY")), Ok(("f1", Route::Relay)));
+        assert_eq!(args(Some("f1 relay")), Ok(("f1", Route::Relay)));
+        for bad in [
+            None,
+            Some("f1 NONSENSE"),
+            Some("f1 RELAY x"),
+            Some("f1  RELAY"),
+            Some("f1 "),
         ] {
             assert_eq!(args(bad), Err(ErrorCode::BadRequest), "{bad:?}");
         }

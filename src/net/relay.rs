@@ -1,6 +1,6 @@
-//! The relay: for a file whose offering client serves no endpoint (behind
-//! NAT, say), the server pipes its bytes from the offering client to the
-//! fetching one (PROTOCOL.md 11; the byte protocol is in docs/PROTOCOL.md).
+//! The relay: for a file whose offering client serves no endpoint, or one
+//! its fetcher cannot reach (behind NAT, say), the server pipes its bytes
+//! from the offering client to the fetching one (PROTOCOL.md 11; the byte protocol is in docs/PROTOCOL.md).
 //!
 //! Both peers connect to the relay and say who they are in one line:
 //! `GET FILEID TICKET` (the fetcher) and `PUT FILEID TICKET` (the offering
@@ -212,8 +212,10 @@ impl Relay {
             }
         };
         let offer = match self.core.offers.get(file) {
-            Ok(Some(offer)) if offer.endpoint.is_none() => offer,
-            Ok(_) => {
+            // Offers with an endpoint too: a fetcher that cannot reach it
+            // asks for the relay (`FETCH FILEID RELAY`).
+            Ok(Some(offer)) => offer,
+            Ok(None) => {
                 refuse(&stream, "no-such-file", "no such file is offered through the relay");
                 return;
             }
