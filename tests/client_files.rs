@@ -1,6 +1,7 @@
 //! Sharing files with the `charla` client (PROTOCOL.md 11, docs/PROTOCOL.md
-//! 11.3–11.4): the real binaries, the clients driven through piped stdin,
-//! raw protocol sessions and raw sockets playing fake owners and fetchers.
+//! 11.3–11.6): the real binaries, the clients driven through piped stdin,
+//! raw protocol sessions and raw sockets playing fake owners and fetchers;
+//! a fetcher that cannot reach the owner falling back to the relay.
 //! Files are compared byte for byte; what the person reads is asserted in
 //! Spanish (and some in English); folders are listed to prove nothing
 //! partial was left behind.
@@ -362,11 +363,6 @@ fn downloads_that_go_wrong_say_why_and_leave_nothing_behind() {
             "la transferencia se cortó a medias (1,5 MiB de 3,0 MiB)",
         ),
         ("more", Fake::More, "el otro lado envió más bytes de los anunciados"),
-        (
-            "nowhere",
-            Fake::Nowhere,
-            "no se pudo conectar con quien lo ofrece en 127.0.0.1:",
-        ),
     ] {
         let name = format!("{user}.bin");
         let (_fake, id) = fake_owner(&server, user, &name, &content, how);
@@ -381,6 +377,152 @@ fn downloads_that_go_wrong_say_why_and_leave_nothing_behind() {
         );
         assert!(names_in(dir.path()).is_empty(), "{user}: {:?}", names_in(dir.path()));
     }
+    // Owners that answered are not asked again through the relay.
+    assert!(
+        !bea.seen
+            .iter()
+            .any(|line| line.contains("se intenta a través del servidor")),
+        "{:#?}",
+        bea.seen
+    );
+}
+
+/// An address on the loopback where nobody listens: another address than
+/// 127.0.0.1, so that no endpoint or relay of a test, which all listen on
+/// 127.0.0.1, can take its port meanwhile.
+fn nowhere() -> String {
+    format!("127.0.0.2:{}", free_port())
+}
+
+#[test]
+fn a_fetcher_that_cannot_reach_the_owner_gets_the_file_through_the_relay() {
+    let server = TestServer::start();
+    let owner_dir = tempfile::tempdir().expect("a folder");
+    let fetch_dir = tempfile::tempdir().expect("a folder");
+    let content = varied(6 * 1024 * 1024 + 7, 6);
+    let path = owner_dir.path().join("lejano.bin");
+    std::fs::write(&path, &content).expect("write the file");
+    // Ana serves at her endpoint but announces an address nobody can
+    // reach, as behind a router that forwards nothing.
+    let announced = nowhere();
+    let mut ana = chat(&server, "ana", &["--share-announce", &announced]);
+    let id = share(&mut ana, &path);
+    let mut raw = registered(&server, "raw");
+    let (_, endpoint) = fetch(&mut raw, &id);
+    assert_eq!(endpoint, announced);
+
+    let mut bea = chat(&server, "bea", &[]);
+    bea.type_lines(&[&format!("/descargar {id} {}", fetch_dir.path().display())]);
+    let target = fetch_dir.path().join("lejano.bin");
+    bea.expect("Descargando «lejano.bin»");
+    assert_eq!(
+        bea.expect("No se pudo llegar"),
+        "No se pudo llegar directamente a ana para «lejano.bin»; se intenta a través del servidor…"
+    );
+    assert_eq!(
+        bea.expect("Descarga completa"),
+        format!(
+            "Descarga completa: {} (6,0 MiB); la huella SHA-256 coincide.",
+            target.display()
+        )
+    );
+    assert!(
+        std::fs::read(&target).expect("the download") == content,
+        "the bytes differ"
+    );
+    assert_eq!(names_in(fetch_dir.path()), ["lejano.bin"]);
+    ana.expect("Se envió «lejano.bin»");
+
+    // In English, and said once per download.
+    let mut carla = chat(&server, "carla", &["--lang", "en"]);
+    let other_dir = tempfile::tempdir().expect("a folder");
+    carla.type_lines(&[&format!("/get {id} {}", other_dir.path().display())]);
+    assert_eq!(
+        carla.expect("Could not reach"),
+        "Could not reach ana directly for “lejano.bin”; trying through the server…"
+    );
+    carla.expect("Download complete");
+    assert!(
+        std::fs::read(other_dir.path().join("lejano.bin")).expect("the download") == content,
+        "the bytes differ"
+    );
+    let told = |charla: &Charla, text: &str| charla.seen.iter().filter(|line| line.contains(text)).count();
+    assert_eq!(told(&carla, "Could not reach"), 1);
+    assert_eq!(told(&bea, "No se pudo llegar"), 1);
+}
+
+#[test]
+fn when_the_relay_fails_too_its_failure_is_reported() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().expect("a folder");
+    let content = varied(100_000, 7);
+    let (mut fake, id) = fake_owner(&server, "lejos", "lejos.bin", &content, Fake::Nowhere);
+    let mut bea = chat(&server, "bea", &[]);
+    bea.type_lines(&[&format!("/descargar {id} {}", dir.path().display())]);
+    // The fake owner is invited to the relay, goes, and cannot read the file.
+    let invite = loop {
+        let line = fake.line();
+        if line.starts_with("RELAY ") {
+            break line;
+        }
+    };
+    let words: Vec<&str> = invite.split(' ').collect();
+    assert_eq!((words.len(), words[1]), (4, id.as_str()), "{invite}");
+    let mut putter = TcpStream::connect(words[3]).expect("the relay");
+    putter.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    putter
+        .write_all(format!("PUT {id} {}\n", words[2]).as_bytes())
+        .expect("PUT");
+    let mut ok = [0u8; 3];
+    putter.read_exact(&mut ok).expect("the relay's OK");
+    assert_eq!(&ok, b"OK\n");
+    putter
+        .write_all(b"ERR internal the file cannot be read\n")
+        .expect("the refusal");
+    putter.shutdown(Shutdown::Write).expect("end");
+    bea.expect("No se pudo llegar directamente a lejos para «lejos.bin»");
+    assert_eq!(
+        bea.expect("No se pudo descargar"),
+        format!(
+            "No se pudo descargar {}: quien lo ofrece no puede leerlo (the file cannot be read). No quedó nada a medias.",
+            dir.path().join("lejos.bin").display()
+        )
+    );
+    assert!(names_in(dir.path()).is_empty());
+}
+
+#[test]
+fn a_relay_that_cannot_be_reached_is_not_asked_twice() {
+    // The relay announces an address nobody listens on; the owner serves
+    // only through it.
+    let relay = nowhere();
+    let server = TestServer::start_with(&["--relay-announce", &relay]);
+    let owner_dir = tempfile::tempdir().expect("a folder");
+    let fetch_dir = tempfile::tempdir().expect("a folder");
+    let path = owner_dir.path().join("solo-rele.txt");
+    std::fs::write(&path, b"por el rele").expect("write");
+    let mut ana = chat(&server, "ana", &["--no-direct"]);
+    let id = share(&mut ana, &path);
+    let mut bea = chat(&server, "bea", &[]);
+    bea.type_lines(&[&format!("/descargar {id} {}", fetch_dir.path().display())]);
+    let line = bea.expect("No se pudo descargar");
+    assert!(
+        line.starts_with(&format!(
+            "No se pudo descargar {}: no se pudo conectar con quien lo ofrece en {relay} (",
+            fetch_dir.path().join("solo-rele.txt").display()
+        )),
+        "{line:?}"
+    );
+    // The fallback's answer named the relay that failed: nothing was said
+    // about trying it.
+    assert!(
+        !bea.seen
+            .iter()
+            .any(|line| line.contains("se intenta a través del servidor")),
+        "{:#?}",
+        bea.seen
+    );
+    assert!(names_in(fetch_dir.path()).is_empty());
 }
 
 #[test]

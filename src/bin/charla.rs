@@ -29,8 +29,8 @@ In the chat (Spanish spellings in brackets): /join #room (/unirse), /part [#room
 the current room.
 
 Files you share are served from this client: by default on the address it reaches the server from,
-a free port (--share-addr); others must be able to reach it. With --no-direct every fetch of your
-files goes through the server's relay instead. Shared files are offered for as long as the session
+a free port (--share-addr). A fetcher that cannot reach it gets the file through the server's relay
+instead, and says so; with --no-direct every fetch of your files goes through the relay. Shared files are offered for as long as the session
 lasts (after a reconnection they are offered again, under new ids).
 
 Exit codes:

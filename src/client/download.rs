@@ -14,7 +14,9 @@
 //!
 //! The name comes from the offer, so from another client: it is never
 //! trusted to stay inside the target folder ([`resolve`]). This module
-//! prints nothing; it reports to the session.
+//! prints nothing; it reports to the session, which decides what a failure
+//! leads to: a direct attempt that never reached its owner
+//! ([`DownloadError::never_reached`]) is tried again through the relay.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -105,6 +107,8 @@ pub fn expand_home(typed: &str, home: Option<&Path>) -> PathBuf {
 /// One download, as the session starts it after `OK FETCH`.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// The session's number for it, given back in its [`Report`].
+    pub number: u64,
     /// The offer's id.
     pub id: String,
     /// The single-use ticket.
@@ -124,7 +128,8 @@ pub struct Job {
 /// Why a download failed; nothing of it was left on disk.
 #[derive(Debug, Error)]
 pub enum DownloadError {
-    /// The owner (or the relay) could not be reached.
+    /// The owner (or the relay) could not be reached: the connection
+    /// could not be made, or it ended before the `GET` line went.
     #[error("cannot connect to {addr}: {source}")]
     Unreachable {
         /// The address of `OK FETCH`.
@@ -181,11 +186,23 @@ pub enum DownloadError {
     },
 }
 
+impl DownloadError {
+    /// Whether the other side was never reached, so nothing was said or
+    /// sent by it: the one failure worth another attempt through the
+    /// relay. An answer (an `ERR`, a wrong header, bytes that do not hash
+    /// right) is the owner's word, and the relay would bring the same.
+    pub fn never_reached(&self) -> bool {
+        matches!(self, DownloadError::Unreachable { .. })
+    }
+}
+
 /// How a download ended, for the session to tell the person.
 #[derive(Debug)]
 pub enum Report {
     /// The file is at `path`, verified.
     Done {
+        /// The job's number.
+        number: u64,
         /// The offer's id.
         id: String,
         /// Where it is.
@@ -195,6 +212,8 @@ pub enum Report {
     },
     /// It failed; nothing was left behind.
     Failed {
+        /// The job's number.
+        number: u64,
         /// The offer's id.
         id: String,
         /// Where it would have gone.
@@ -207,6 +226,7 @@ pub enum Report {
 /// Runs `job` on a thread of its own, with `bar` showing its progress, and
 /// reports on `reports`.
 pub fn spawn(job: Job, bar: TransferBar, reports: Sender<Report>) {
+    let number = job.number;
     let id = job.id.clone();
     let path = job.target.clone();
     let spawned = thread::Builder::new().name("download".into()).spawn({
@@ -214,11 +234,13 @@ pub fn spawn(job: Job, bar: TransferBar, reports: Sender<Report>) {
         move || {
             let report = match run(&job, &bar) {
                 Ok(()) => Report::Done {
+                    number: job.number,
                     id: job.id.clone(),
                     path: job.target.clone(),
                     size: job.size,
                 },
                 Err(error) => Report::Failed {
+                    number: job.number,
                     id: job.id.clone(),
                     path: job.target.clone(),
                     error,
@@ -230,6 +252,7 @@ pub fn spawn(job: Job, bar: TransferBar, reports: Sender<Report>) {
     });
     if let Err(source) = spawned {
         let _ = reports.send(Report::Failed {
+            number,
             id,
             path: path.clone(),
             error: DownloadError::Write { path, source },
@@ -243,6 +266,15 @@ struct Partial {
     path: PathBuf,
     /// Set once it was moved into place.
     kept: bool,
+}
+
+impl Report {
+    /// The job's number.
+    pub fn number(&self) -> u64 {
+        match self {
+            Report::Done { number, .. } | Report::Failed { number, .. } => *number,
+        }
+    }
 }
 
 impl Drop for Partial {
@@ -467,6 +499,43 @@ mod tests {
         }
         assert!(resolve(None, "..a", dir.path()).is_ok());
         assert!(resolve(None, ".oculto", dir.path()).is_ok());
+    }
+
+    #[test]
+    fn only_an_owner_never_reached_is_worth_the_relay() {
+        let unreachable = |kind: io::ErrorKind| DownloadError::Unreachable {
+            addr: "127.0.0.1:9".into(),
+            source: kind.into(),
+        };
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::HostUnreachable,
+            io::ErrorKind::NetworkUnreachable,
+            io::ErrorKind::NotFound,
+        ] {
+            assert!(unreachable(kind).never_reached(), "{kind:?}");
+        }
+        for answered in [
+            DownloadError::Refused {
+                code: "limit-reached".into(),
+                text: "too many transfers at once".into(),
+            },
+            DownloadError::OtherFile,
+            DownloadError::Garbled,
+            DownloadError::Closed,
+            DownloadError::Short { got: 1, size: 2 },
+            DownloadError::TooLong,
+            DownloadError::Stalled,
+            DownloadError::Mismatch,
+            DownloadError::Exists(PathBuf::from("/t/a")),
+            DownloadError::Write {
+                path: PathBuf::from("/t/a"),
+                source: io::ErrorKind::PermissionDenied.into(),
+            },
+        ] {
+            assert!(!answered.never_reached(), "{answered:?}");
+        }
     }
 
     #[test]

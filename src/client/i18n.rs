@@ -767,6 +767,14 @@ pub enum FileText<'a> {
         /// Where it goes.
         path: &'a str,
     },
+    /// The owner's endpoint could not be reached: the download is tried
+    /// again through the server's relay.
+    ThroughRelay {
+        /// The offering username.
+        owner: &'a str,
+        /// The offer's name.
+        name: &'a str,
+    },
     /// A download ended well.
     Downloaded {
         /// Where it is.
@@ -939,6 +947,9 @@ impl FileText<'_> {
                 "No se encontró {id} entre los 100 primeros archivos; búscalo por su nombre con /archivos TEXTO y vuelve a intentarlo."
             ),
             FileText::Downloading { name, size, path } => format!("Descargando «{name}» ({size}) en {path}…"),
+            FileText::ThroughRelay { owner, name } => {
+                format!("No se pudo llegar directamente a {owner} para «{name}»; se intenta a través del servidor…")
+            }
             FileText::Downloaded { path, size } => {
                 format!("Descarga completa: {path} ({size}); la huella SHA-256 coincide.")
             }
@@ -1039,6 +1050,9 @@ impl FileText<'_> {
                 format!("{id} is not among the first 100 files; look it up by name with /files TEXT and try again.")
             }
             FileText::Downloading { name, size, path } => format!("Downloading “{name}” ({size}) to {path}…"),
+            FileText::ThroughRelay { owner, name } => {
+                format!("Could not reach {owner} directly for “{name}”; trying through the server…")
+            }
             FileText::Downloaded { path, size } => {
                 format!("Download complete: {path} ({size}); its SHA-256 matches.")
             }
@@ -1553,6 +1567,10 @@ mod tests {
                 name: "a",
                 size: "1 B",
                 path: "/t/a",
+            },
+            FileText::ThroughRelay {
+                owner: "ana",
+                name: "a",
             },
             FileText::Downloaded {
                 path: "/t/a",

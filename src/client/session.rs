@@ -56,7 +56,11 @@
 //! it is not), settles the target (asking before replacing a file, on a
 //! terminal only), sends `FETCH`, and hands the ticket to a download
 //! thread ([`download`]). Transfers report on channels the main thread
-//! waits on with everything else.
+//! waits on with everything else. A download that cannot reach the
+//! owner's endpoint at all is asked for again through the relay (`FETCH
+//! FILEID RELAY`, docs/PROTOCOL.md 11.4), once, and the person is told;
+//! if the relay is where it already failed, or the relayed attempt fails
+//! too, the failure is reported as any other.
 //!
 //! `salir` during a failover leaves at once when nothing typed would be
 //! lost; otherwise the client first tries to deliver it. When the time is
@@ -222,7 +226,8 @@ enum Sent {
         /// The download that waits for the listing, if any.
         then: Option<Wanted>,
     },
-    /// `FETCH FILEID`: its `OK` starts the download.
+    /// `FETCH FILEID`, or `FETCH FILEID RELAY` after the owner's endpoint
+    /// could not be reached: its `OK` starts the download.
     Fetch {
         /// The offer, as the server lists it.
         offer: Listed,
@@ -230,6 +235,9 @@ enum Sent {
         target: PathBuf,
         /// Whether the person agreed to replace the target.
         overwrite: bool,
+        /// For `FETCH FILEID RELAY`: how the direct attempt failed, which
+        /// is what the person is told if the relay gets no chance.
+        unreached: Option<DownloadError>,
     },
 }
 
@@ -247,6 +255,20 @@ struct Listed {
     owner: String,
     /// Its name.
     name: String,
+}
+
+/// A download whose thread has not reported yet: what trying it again
+/// through the relay needs.
+#[derive(Debug)]
+struct Underway {
+    /// The offer, as the server lists it.
+    offer: Listed,
+    /// Where it goes.
+    target: PathBuf,
+    /// Whether the person agreed to replace the target.
+    overwrite: bool,
+    /// Whether this is already the attempt through the relay.
+    relayed: bool,
 }
 
 /// A `/descargar` waiting for a `FILES` listing to know the offer.
@@ -296,6 +318,10 @@ struct Files {
     /// A download waiting for the person to say whether to replace its
     /// target.
     question: Option<(Listed, PathBuf)>,
+    /// Downloads whose threads have not reported yet, by number.
+    underway: HashMap<u64, Underway>,
+    /// The number of the last download started.
+    started: u64,
     /// The address this client reaches the server from.
     local_ip: Option<IpAddr>,
     /// Where progress bars are drawn (on a terminal only).
@@ -490,6 +516,8 @@ impl<'c> Session<'c> {
             listed: HashMap::new(),
             lines: Vec::new(),
             question: None,
+            underway: HashMap::new(),
+            started: 0,
             local_ip: connection.local_addr().map(|addr| addr.ip()),
             rows: console.status_rows(),
         };
@@ -670,7 +698,7 @@ impl<'c> Session<'c> {
                 // Only a chat reconnects.
                 Event::Reconnected(_) => {}
                 Event::Shared(notice) => self.on_notice(notice)?,
-                Event::Fetched(report) => self.on_report(report),
+                Event::Fetched(report) => self.on_report(report)?,
             }
         }
     }
@@ -705,7 +733,7 @@ impl<'c> Session<'c> {
                 Event::Timeout => return Err(self.timed_out()),
                 Event::Reconnected(_) => {}
                 Event::Shared(notice) => self.on_notice(notice)?,
-                Event::Fetched(report) => self.on_report(report),
+                Event::Fetched(report) => self.on_report(report)?,
             }
         }
     }
@@ -778,7 +806,7 @@ impl<'c> Session<'c> {
             Event::Timeout => return Err(self.timed_out()),
             Event::Reconnected(attempt) => self.reconnected(attempt)?,
             Event::Shared(notice) => self.on_notice(notice)?,
-            Event::Fetched(report) => self.on_report(report),
+            Event::Fetched(report) => self.on_report(report)?,
         }
         Ok(false)
     }
@@ -1106,8 +1134,9 @@ impl<'c> Session<'c> {
                 offer,
                 target,
                 overwrite,
+                unreached,
             } => {
-                self.fetched(offer, target, overwrite, reply);
+                self.fetched(offer, target, overwrite, unreached, reply);
                 Ok(None)
             }
             Sent::Join => {
@@ -1581,26 +1610,54 @@ impl<'c> Session<'c> {
                 offer,
                 target,
                 overwrite,
+                unreached: None,
+            },
+            &line,
+        )
+    }
+
+    /// `FETCH FILEID RELAY`: a ticket for the relay, after the direct
+    /// attempt of `underway` could not reach the owner (`unreached`).
+    fn fetch_through_relay(&mut self, underway: Underway, unreached: DownloadError) -> Result<(), ClientError> {
+        let line = format!("FETCH {} RELAY", underway.offer.id);
+        self.send(
+            Sent::Fetch {
+                offer: underway.offer,
+                target: underway.target,
+                overwrite: underway.overwrite,
+                unreached: Some(unreached),
             },
             &line,
         )
     }
 
     /// `OK FETCH FILEID TICKET HOST:PORT`: the download starts on its own
-    /// thread.
-    fn fetched(&mut self, offer: Listed, target: PathBuf, overwrite: bool, reply: Reply) {
+    /// thread. For `FETCH FILEID RELAY` (`unreached` set), a refusal or an
+    /// answer naming the very address that could not be reached (the first
+    /// attempt was the relay already) reports the first failure instead.
+    fn fetched(
+        &mut self,
+        offer: Listed,
+        target: PathBuf,
+        overwrite: bool,
+        unreached: Option<DownloadError>,
+        reply: Reply,
+    ) {
         let fields = match reply {
             Ok(fields) => fields,
-            Err((Some(ErrorCode::NoSuchFile), _)) => {
-                self.files.listed.remove(&offer.id);
-                self.say(Text::File(FileText::UnknownOffer {
-                    id: &offer.id,
-                    capped: false,
-                }));
-                return;
-            }
             Err((code, text)) => {
-                self.refused(code, &text);
+                let gone = code == Some(ErrorCode::NoSuchFile);
+                if gone {
+                    self.files.listed.remove(&offer.id);
+                }
+                match &unreached {
+                    Some(unreached) => self.download_failed(&target, unreached),
+                    None if gone => self.say(Text::File(FileText::UnknownOffer {
+                        id: &offer.id,
+                        capped: false,
+                    })),
+                    None => self.refused(code, &text),
+                }
                 return;
             }
         };
@@ -1615,28 +1672,57 @@ impl<'c> Session<'c> {
             return;
         }
         let name = validate::for_display(&offer.name);
-        let size = display::human_size(offer.size, self.lang);
-        let shown = validate::for_display(&target.display().to_string());
-        self.say(Text::File(FileText::Downloading {
-            name: &name,
-            size: &size,
-            path: &shown,
-        }));
+        match &unreached {
+            Some(unreached @ DownloadError::Unreachable { addr: tried, .. }) if tried == addr => {
+                self.download_failed(&target, unreached);
+                return;
+            }
+            Some(_) => {
+                let owner = validate::for_display(&offer.owner);
+                self.say(Text::File(FileText::ThroughRelay {
+                    owner: &owner,
+                    name: &name,
+                }));
+            }
+            None => {
+                let size = display::human_size(offer.size, self.lang);
+                let shown = validate::for_display(&target.display().to_string());
+                self.say(Text::File(FileText::Downloading {
+                    name: &name,
+                    size: &size,
+                    path: &shown,
+                }));
+            }
+        }
         let bar = TransferBar::new(self.files.rows.as_ref(), offer.size, &name, self.lang);
+        self.files.started += 1;
+        let number = self.files.started;
         let job = Job {
-            id: offer.id,
+            number,
+            id: offer.id.clone(),
             ticket: ticket.to_string(),
             addr: addr.to_string(),
             size: offer.size,
-            sha256: offer.sha256,
-            target,
+            sha256: offer.sha256.clone(),
+            target: target.clone(),
             overwrite,
         };
+        self.files.underway.insert(
+            number,
+            Underway {
+                offer,
+                target,
+                overwrite,
+                relayed: unreached.is_some(),
+            },
+        );
         download::spawn(job, bar, self.files.report.clone());
     }
 
-    /// A download thread's report.
-    fn on_report(&mut self, report: Report) {
+    /// A download thread's report. A direct attempt that never reached its
+    /// owner is asked for again through the relay, once.
+    fn on_report(&mut self, report: Report) -> Result<(), ClientError> {
+        let underway = self.files.underway.remove(&report.number());
         match report {
             Report::Done { path, size, .. } => {
                 let path = validate::for_display(&path.display().to_string());
@@ -1646,49 +1732,58 @@ impl<'c> Session<'c> {
                     size: &size,
                 }));
             }
-            Report::Failed { path, error, .. } => {
-                let path = validate::for_display(&path.display().to_string());
-                let (first, second);
-                let why = match &error {
-                    DownloadError::Unreachable { addr, source } => {
-                        first = validate::for_display(addr);
-                        second = source.to_string();
-                        FetchFailure::Unreachable {
-                            addr: &first,
-                            error: &second,
-                        }
-                    }
-                    DownloadError::Refused { code, text } => {
-                        first = validate::for_display(code);
-                        second = validate::for_display(text);
-                        FetchFailure::Refused {
-                            code: &first,
-                            text: &second,
-                        }
-                    }
-                    DownloadError::OtherFile => FetchFailure::OtherFile,
-                    DownloadError::Garbled => FetchFailure::Garbled,
-                    DownloadError::Closed => FetchFailure::Closed,
-                    DownloadError::Short { got, size } => {
-                        first = display::human_size(*got, self.lang);
-                        second = display::human_size(*size, self.lang);
-                        FetchFailure::Short {
-                            got: &first,
-                            size: &second,
-                        }
-                    }
-                    DownloadError::TooLong => FetchFailure::TooLong,
-                    DownloadError::Stalled => FetchFailure::Stalled,
-                    DownloadError::Mismatch => FetchFailure::Mismatch,
-                    DownloadError::Exists(_) => FetchFailure::Exists,
-                    DownloadError::Write { source, .. } => {
-                        first = source.to_string();
-                        FetchFailure::Write(&first)
-                    }
-                };
-                self.say(Text::File(FileText::DownloadFailed { path: &path, why }));
-            }
+            Report::Failed { path, error, .. } => match underway {
+                Some(underway) if !underway.relayed && error.never_reached() => {
+                    return self.fetch_through_relay(underway, error);
+                }
+                _ => self.download_failed(&path, &error),
+            },
         }
+        Ok(())
+    }
+
+    /// Tells the person a download to `path` failed, and why.
+    fn download_failed(&mut self, path: &Path, error: &DownloadError) {
+        let path = validate::for_display(&path.display().to_string());
+        let (first, second);
+        let why = match error {
+            DownloadError::Unreachable { addr, source } => {
+                first = validate::for_display(addr);
+                second = source.to_string();
+                FetchFailure::Unreachable {
+                    addr: &first,
+                    error: &second,
+                }
+            }
+            DownloadError::Refused { code, text } => {
+                first = validate::for_display(code);
+                second = validate::for_display(text);
+                FetchFailure::Refused {
+                    code: &first,
+                    text: &second,
+                }
+            }
+            DownloadError::OtherFile => FetchFailure::OtherFile,
+            DownloadError::Garbled => FetchFailure::Garbled,
+            DownloadError::Closed => FetchFailure::Closed,
+            DownloadError::Short { got, size } => {
+                first = display::human_size(*got, self.lang);
+                second = display::human_size(*size, self.lang);
+                FetchFailure::Short {
+                    got: &first,
+                    size: &second,
+                }
+            }
+            DownloadError::TooLong => FetchFailure::TooLong,
+            DownloadError::Stalled => FetchFailure::Stalled,
+            DownloadError::Mismatch => FetchFailure::Mismatch,
+            DownloadError::Exists(_) => FetchFailure::Exists,
+            DownloadError::Write { source, .. } => {
+                first = source.to_string();
+                FetchFailure::Write(&first)
+            }
+        };
+        self.say(Text::File(FileText::DownloadFailed { path: &path, why }));
     }
 
     /// After a failover: the new session announces the endpoint again (it
