@@ -1,6 +1,7 @@
 //! charla: a small chat server and its terminal client, speaking the line
-//! protocol of `docs/PROTOCOL.md` over TCP and keeping accounts and messages
-//! in SQLite.
+//! protocol of `docs/PROTOCOL.md` (and IRC) over TCP or TLS, keeping
+//! accounts and messages in SQLite, or in PostgreSQL shared by several
+//! nodes.
 //!
 //! # Layout
 //!
@@ -9,14 +10,18 @@
 //! recipient):
 //!
 //! - [`shutdown`]: the stop signal. [`logging`]: log setup.
-//! - [`store`]: storage behind a trait; [`store::sqlite`] is the backend.
+//! - [`store`]: storage behind traits; [`store::sqlite`] and
+//!   [`store::postgres`] are the backends.
 //! - [`config`]: the operator's settings, plain data.
 //! - [`core`]: the chat without sockets or wire bytes: the command table and
 //!   its functions, sessions, registry, journal (group commit), feed,
 //!   fan-out, outboxes, and the codec and transport seams.
 //! - [`proto`]: the wire, pure: framing, charla's line protocol as a
 //!   codec (server) and a parser (clients), and IRC's message format.
-//! - [`net`]: the accept loop, one thread per connection, TCP.
+//! - [`irc`]: the IRC front end: registration and IRC's commands on the
+//!   core's command table, and its codec.
+//! - [`net`]: the accept loops, one thread per connection, TCP and TLS,
+//!   PROXY headers, `/health`, the file relay.
 //! - [`client`]: the terminal client behind the `charla` binary.
 //! - [`bench`]: the load scenarios behind `charla-bench`.
 
