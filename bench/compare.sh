@@ -192,7 +192,7 @@ for s in scenarios:
     for k in keys[kind]:
         med = {srv: statistics.median(value(r, k) for r in rs) for srv, rs in rows.items()
                if all(k in r or k == "server_cpu_us_per_message" and "server_cpu_s" in r for r in rs)}
-        fmt = lambda v: "-" if v is None else f"{v:14.1f}"
+        fmt = lambda v: "-" if v is None else f"{v:14.1f}" if abs(v) >= 100 else f"{v:14.3f}"
         line = f"  {k:28}" + "".join(f" {fmt(med.get(srv)):>14}" for srv in servers)
         for _, a, b in ratios:
             x, y = med.get(a), med.get(b)
