@@ -17,7 +17,9 @@
 # target/release/charla-server, built if missing); CHARLA_PG_BIN (the folder
 # of initdb and pg_ctl; default the newest /usr/lib/postgresql/*/bin, or
 # the PATH); CHARLA_CLUSTER_STATE (default ${XDG_RUNTIME_DIR:-/tmp}/charla-cluster);
-# RUST_LOG (the nodes' log level, default info).
+# RUST_LOG (the nodes' log level, default info); CHARLA_NODE_ARGS (more
+# options for every node, split at spaces, kept for start-node: the
+# benchmarks use "--bcrypt-cost 4 --msg-rate 0").
 #
 # PostgreSQL refuses to run as root: as root it runs as the `postgres` user
 # (runuser), otherwise as you. Everything it keeps is in a temporary folder
@@ -231,12 +233,13 @@ server_binary() {
 
 # Starts node $1 in the background and records its pid.
 launch_node() {
-    local n=$1 server
+    local n=$1 server extra=()
     server=$(cat "$state/server")
+    read -ra extra <"$state/node-args"
     RUST_LOG=${RUST_LOG:-info} nohup "$server" \
         --db "postgres://postgres@127.0.0.1:$(cat "$state/pgport")/charla" \
         --node "node-$n" --addr "127.0.0.1:700$n" --health-addr "127.0.0.1:710$n" \
-        --trusted-proxy 127.0.0.1 \
+        --trusted-proxy 127.0.0.1 "${extra[@]}" \
         </dev/null >>"$state/node-$n.log" 2>&1 &
     printf '%s\n' "$!" >"$state/node-$n.pid"
 }
@@ -314,6 +317,7 @@ cmd_up() {
     pgbin=$(find_pg_bin)
     server=$(server_binary)
     printf '%s\n' "$server" >"$state/server"
+    printf '%s\n' "${CHARLA_NODE_ARGS:-}" >"$state/node-args"
     # From here on, a failure stops whatever was started.
     trap 'status=$?; if ((status != 0)); then warn "up failed: stopping what was started"; cmd_down >&2 || true; fi' EXIT
     start_postgres "$pgbin"

@@ -2,8 +2,12 @@
 //! messages each with at most W unacknowledged; every receiver measures
 //! end-to-end latency. With `--clients 2 --senders 1 --window 1` it is the
 //! ping-pong latency test; with senders = clients and a wide window, the
-//! durable ingest test.
+//! durable ingest test. Against a cluster, `--spread` deals the sessions
+//! over several nodes' addresses, and `--receivers-addr` puts the sessions
+//! that only listen on another node than the senders, to measure delivery
+//! from one node to another.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -37,6 +41,28 @@ pub struct FanoutOptions {
     pub window: usize,
     /// Body size in bytes.
     pub size: usize,
+    /// Where the sessions that only listen connect (`--receivers-addr`);
+    /// `None`: with the senders, at the common address.
+    pub receivers_addr: Option<SocketAddr>,
+    /// Addresses the sessions are dealt over in turn, senders and listeners
+    /// alike (`--spread`); empty: every session at the common address.
+    pub spread: Vec<SocketAddr>,
+}
+
+impl FanoutOptions {
+    /// Where session `i` connects (the first `senders` sessions send):
+    /// dealt over [`FanoutOptions::spread`] in turn when it is set, else a
+    /// listener at [`FanoutOptions::receivers_addr`] when that is set, else
+    /// `common`.
+    pub fn address_of(&self, common: SocketAddr, i: usize) -> SocketAddr {
+        if !self.spread.is_empty() {
+            return self.spread[i % self.spread.len()];
+        }
+        match self.receivers_addr {
+            Some(listeners) if i >= self.senders => listeners,
+            _ => common,
+        }
+    }
 }
 
 /// What one reader thread counts, shared with the main thread.
@@ -62,14 +88,6 @@ pub struct LiveClient {
     reader: thread::JoinHandle<Histogram<u64>>,
 }
 
-/// Opens `count` logged-in connections as bench accounts `first..`.
-///
-/// # Errors
-/// When any connection or login fails.
-pub fn connect_many(common: &Common, first: usize, count: usize) -> Result<Vec<Conn>, BenchError> {
-    parallel(count, CONNECTORS, |i| common.open(first + i))
-}
-
 /// Runs the scenario.
 ///
 /// # Errors
@@ -85,7 +103,9 @@ pub fn run(common: &Common, options: &FanoutOptions) -> Result<Report, BenchErro
 /// As [`run`].
 pub fn run_with(common: &Common, options: &FanoutOptions, on_start: impl FnOnce()) -> Result<Report, BenchError> {
     check(common.protocol, options)?;
-    let conns = connect_many(common, 0, options.clients)?;
+    let conns = parallel(options.clients, CONNECTORS, |i| {
+        common.open_at(i, options.address_of(common.addr, i))
+    })?;
     let server_before = common
         .server_pid
         .map(|pid| procstat::sample(Some(pid)))
@@ -149,7 +169,7 @@ pub fn run_with(common: &Common, options: &FanoutOptions, on_start: impl FnOnce(
     }
     let acked = started.elapsed();
     if let Some(e) = send_error {
-        close_all(clients);
+        close_all(clients, options.senders);
         return Err(e);
     }
     let deadline = started + common.timeout;
@@ -178,7 +198,7 @@ pub fn run_with(common: &Common, options: &FanoutOptions, on_start: impl FnOnce(
         Some(ProcDelta::between(&before, &after))
     });
     let bench = bench_before.and_then(|b| Some(ProcDelta::between(&b, &procstat::sample(None).ok()?)));
-    let latency = close_all(clients);
+    let (latency, listeners_latency) = close_all(clients, options.senders);
 
     let total = (options.senders * options.messages) as u64;
     let mut report = Report::new("fanout");
@@ -201,6 +221,16 @@ pub fn run_with(common: &Common, options: &FanoutOptions, on_start: impl FnOnce(
         .int("refused", refused)
         .int("disconnected", cut as u64)
         .latency("latency_", &latency);
+    if let Some(listeners) = options.receivers_addr {
+        // Only the listeners' deliveries crossed from the senders' node.
+        report
+            .text("receivers_addr", &listeners.to_string())
+            .latency("receivers_latency_", &listeners_latency);
+    }
+    if !options.spread.is_empty() {
+        let spread: Vec<String> = options.spread.iter().map(ToString::to_string).collect();
+        report.text("spread", &spread.join(","));
+    }
     if let Some(server) = &server {
         report.process("server_", server);
     }
@@ -228,6 +258,12 @@ fn check(protocol: Protocol, o: &FanoutOptions) -> Result<(), BenchError> {
     };
     if o.size < 32 || o.size > most {
         return usage(&format!("--size must be between 32 and {most} bytes for this protocol"));
+    }
+    if o.receivers_addr.is_some() && !o.spread.is_empty() {
+        return usage("--receivers-addr and --spread cannot be used together");
+    }
+    if o.receivers_addr.is_some() && o.senders == o.clients {
+        return usage("--receivers-addr needs listeners: --senders below --clients");
     }
     Ok(())
 }
@@ -340,16 +376,67 @@ fn send_all(
     Ok(())
 }
 
-/// Closes every client and merges their latency histograms.
-fn close_all(clients: Vec<LiveClient>) -> Histogram<u64> {
-    let mut merged = latency_histogram();
+/// Closes every client and merges their latency histograms: everyone's,
+/// and the listeners' alone (the clients from index `senders` on).
+fn close_all(clients: Vec<LiveClient>, senders: usize) -> (Histogram<u64>, Histogram<u64>) {
+    let (mut merged, mut listeners) = (latency_histogram(), latency_histogram());
     for client in &clients {
         let _ = client.conn_stream.shutdown(std::net::Shutdown::Both);
     }
-    for client in clients {
+    for (i, client) in clients.into_iter().enumerate() {
         if let Ok(latency) = client.reader.join() {
             let _ = merged.add(&latency);
+            if i >= senders {
+                let _ = listeners.add(&latency);
+            }
         }
     }
-    merged
+    (merged, listeners)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(receivers_addr: Option<SocketAddr>, spread: Vec<SocketAddr>) -> FanoutOptions {
+        FanoutOptions {
+            clients: 6,
+            senders: 2,
+            messages: 10,
+            window: 8,
+            size: 64,
+            receivers_addr,
+            spread,
+        }
+    }
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn senders_and_listeners_connect_where_told() {
+        let common = at(7001);
+        let all_here = options(None, Vec::new());
+        assert!((0..6).all(|i| all_here.address_of(common, i) == common));
+
+        let apart = options(Some(at(7002)), Vec::new());
+        let placed: Vec<u16> = (0..6).map(|i| apart.address_of(common, i).port()).collect();
+        assert_eq!(placed, [7001, 7001, 7002, 7002, 7002, 7002]);
+
+        let spread = options(None, vec![at(7001), at(7002), at(7003)]);
+        let placed: Vec<u16> = (0..6).map(|i| spread.address_of(common, i).port()).collect();
+        assert_eq!(placed, [7001, 7002, 7003, 7001, 7002, 7003]);
+    }
+
+    #[test]
+    fn placement_options_that_cannot_work_are_refused() {
+        let both = options(Some(at(7002)), vec![at(7001)]);
+        assert!(check(Protocol::Charla, &both).is_err());
+        let mut no_listeners = options(Some(at(7002)), Vec::new());
+        no_listeners.senders = no_listeners.clients;
+        assert!(check(Protocol::Charla, &no_listeners).is_err());
+        assert!(check(Protocol::Charla, &options(Some(at(7002)), Vec::new())).is_ok());
+        assert!(check(Protocol::Charla, &options(None, vec![at(7001), at(7002)])).is_ok());
+    }
 }

@@ -59,19 +59,34 @@ impl Common {
     }
 
     /// Opens a connection as bench account `i`, logged in: first making
-    /// the account at [`Common::accounts_at`] when that is set.
+    /// the account at [`Common::accounts_at`] when that is set (and only
+    /// then, in IRC, sending the password with `PASS`).
     ///
     /// # Errors
     /// When a connection, the account or the login fails.
     pub fn open(&self, i: usize) -> Result<wire::Conn, BenchError> {
+        self.open_at(i, self.addr)
+    }
+
+    /// As [`Common::open`], at `addr` instead of [`Common::addr`] (another
+    /// node of the same cluster).
+    ///
+    /// # Errors
+    /// When a connection, the account or the login fails.
+    pub fn open_at(&self, i: usize, addr: SocketAddr) -> Result<wire::Conn, BenchError> {
         let user = self.user(i);
         if let (Protocol::Irc, Some(at)) = (self.protocol, self.accounts_at) {
             let mut maker = wire::Conn::connect(at, None)?;
             maker.log_in(Protocol::Charla, &user, &self.password, self.timeout)?;
             maker.close(Protocol::Charla);
         }
-        let mut conn = wire::Conn::connect(self.addr, self.tls.as_ref())?;
-        conn.log_in(self.protocol, &user, &self.password, self.timeout)?;
+        let mut conn = wire::Conn::connect(addr, self.tls.as_ref())?;
+        match (self.protocol, self.accounts_at) {
+            // An IRC server with no accounts of ours (ngIRCd) has no server
+            // password either, and refuses a PASS.
+            (Protocol::Irc, None) => conn.log_in_irc_without_pass(&user, self.timeout)?,
+            _ => conn.log_in(self.protocol, &user, &self.password, self.timeout)?,
+        }
         Ok(conn)
     }
 

@@ -105,10 +105,14 @@ impl Read for &Stream {
             Stream::Tls(transport) => loop {
                 match Transport::read(&**transport, buf) {
                     // The transport's bounded wait to write bytes a sender
-                    // left held, not a read timeout: try again.
+                    // left held, not a read timeout: try again. Without a
+                    // read timeout it can be nothing else, even when the
+                    // sender has written those bytes meanwhile and nothing
+                    // is pending any more (a reader that gave up then ended
+                    // fanout 50x50 over TLS at once).
                     Err(e)
-                        if transport.pending()
-                            && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                            && (transport.pending() || matches!(transport.read_timeout(), Ok(None))) => {}
                     other => return other,
                 }
             },
@@ -262,8 +266,21 @@ impl Conn {
         let _ = self.stream.set_read_timeout(Some(timeout));
         let result = match protocol {
             Protocol::Charla => self.log_in_charla(user, password),
-            Protocol::Irc => self.log_in_irc(user, password),
+            Protocol::Irc => self.log_in_irc(user, Some(password)),
         };
+        let _ = self.stream.set_read_timeout(None);
+        result
+    }
+
+    /// Registers the nick on an IRC server without a server password and
+    /// joins the bench channel: ngIRCd without `Password` set refuses any
+    /// `PASS` ("Bad server password"), so none is sent.
+    ///
+    /// # Errors
+    /// When the server refuses or closes.
+    pub fn log_in_irc_without_pass(&mut self, user: &str, timeout: Duration) -> Result<(), BenchError> {
+        let _ = self.stream.set_read_timeout(Some(timeout));
+        let result = self.log_in_irc(user, None);
         let _ = self.stream.set_read_timeout(None);
         result
     }
@@ -293,11 +310,12 @@ impl Conn {
         }
     }
 
-    /// Registers with `PASS` (charla's IRC front end checks it against the
-    /// account; a server without a password, as ngIRCd by default, ignores
-    /// it), `NICK` and `USER`, then joins the bench channel.
-    fn log_in_irc(&mut self, user: &str, password: &str) -> Result<(), BenchError> {
-        self.send(format!("PASS {password}\r\nNICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
+    /// Registers with `PASS` when `password` is given (charla's IRC front
+    /// end checks it against the account), `NICK` and `USER`, then joins
+    /// the bench channel.
+    fn log_in_irc(&mut self, user: &str, password: Option<&str>) -> Result<(), BenchError> {
+        let pass = password.map_or_else(String::new, |p| format!("PASS {p}\r\n"));
+        self.send(format!("{pass}NICK {user}\r\nUSER {user} 0 * :bench\r\n").as_bytes())?;
         self.irc_until("001")?;
         self.send(format!("JOIN {IRC_CHANNEL}\r\n").as_bytes())?;
         self.irc_until("366")

@@ -1,7 +1,7 @@
 //! `charla-bench`: parses the command line and runs one load scenario
 //! against a running server (see docs/PERFORMANCE.md).
 
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use charla::bench::fanout::{self, FanoutOptions};
 use charla::bench::login::{self, LoginOptions};
 use charla::bench::rooms::{self, RoomsOptions};
 use charla::bench::wire::Tls;
-use charla::bench::{Common, Protocol};
+use charla::bench::{BenchError, Common, Protocol};
 
 /// Load scenarios for charla-server (and, for comparison, an IRC server).
 ///
@@ -104,6 +104,15 @@ struct FanoutArgs {
     /// Message body size in bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// The sessions that do not send connect here, the senders at --addr
+    /// (two nodes of one cluster: delivery from one node to another; the
+    /// listeners' own latency is reported as receivers_latency_*).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "spread")]
+    receivers_addr: Option<String>,
+    /// Deal the sessions over these addresses in turn instead of --addr
+    /// (the nodes of one cluster).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    spread: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -148,14 +157,39 @@ struct LoginArgs {
 }
 
 impl FanoutArgs {
-    fn options(&self) -> FanoutOptions {
-        FanoutOptions {
+    /// The options, with the addresses resolved.
+    ///
+    /// # Errors
+    /// What to tell the user when an address does not resolve.
+    fn options(&self) -> Result<FanoutOptions, String> {
+        Ok(FanoutOptions {
             clients: self.clients,
             senders: self.senders,
             messages: self.messages,
             window: self.window,
             size: self.size,
-        }
+            receivers_addr: self
+                .receivers_addr
+                .as_deref()
+                .map(|a| resolve("--receivers-addr", a))
+                .transpose()?,
+            spread: self
+                .spread
+                .iter()
+                .map(|a| resolve("--spread", a))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// The first address `text` resolves to.
+///
+/// # Errors
+/// `cannot resolve OPTION TEXT` when it resolves to none.
+fn resolve(option: &str, text: &str) -> Result<SocketAddr, String> {
+    match text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => Ok(addr),
+        _ => Err(format!("cannot resolve {option} {text}")),
     }
 }
 
@@ -171,10 +205,10 @@ impl LoginArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let addr = match cli.addr.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(addr)) => addr,
-        _ => {
-            eprintln!("charla-bench: cannot resolve --addr {}", cli.addr);
+    let addr = match resolve("--addr", &cli.addr) {
+        Ok(addr) => addr,
+        Err(told) => {
+            eprintln!("charla-bench: {told}");
             return ExitCode::from(2);
         }
     };
@@ -184,10 +218,10 @@ fn main() -> ExitCode {
             eprintln!("charla-bench: --accounts-at is for --protocol irc");
             return ExitCode::from(2);
         }
-        Some(at) => match at.to_socket_addrs().map(|mut a| a.next()) {
-            Ok(Some(at)) => Some(at),
-            _ => {
-                eprintln!("charla-bench: cannot resolve --accounts-at {at}");
+        Some(at) => match resolve("--accounts-at", at) {
+            Ok(at) => Some(at),
+            Err(told) => {
+                eprintln!("charla-bench: {told}");
                 return ExitCode::from(2);
             }
         },
@@ -231,7 +265,10 @@ fn main() -> ExitCode {
         accounts_at,
     };
     let report = match &cli.scenario {
-        Scenario::Fanout(args) => fanout::run(&common, &args.options()),
+        Scenario::Fanout(args) => args
+            .options()
+            .map_err(BenchError::Usage)
+            .and_then(|options| fanout::run(&common, &options)),
         Scenario::Connect { clients, parallel } => connect::run(
             &common,
             &ConnectOptions {
@@ -253,7 +290,10 @@ fn main() -> ExitCode {
                 size: a.size,
             },
         ),
-        Scenario::Storm { chat, logins } => login::storm(&common, &chat.options(), &logins.options()),
+        Scenario::Storm { chat, logins } => chat
+            .options()
+            .map_err(BenchError::Usage)
+            .and_then(|chat| login::storm(&common, &chat, &logins.options())),
     };
     match report {
         Ok(report) if cli.json => {

@@ -120,6 +120,11 @@ pub struct TlsTransport {
     /// Encrypted bytes not yet on the wire, in order. Lock order: `tls`
     /// before `held`, never the other way round.
     held: Mutex<Vec<u8>>,
+    /// Bytes read from the socket that rustls had no room for yet: it takes
+    /// no more while 16 KiB of plaintext wait to be read, so the reader
+    /// hands out what is decrypted before feeding it the rest. Only the
+    /// reader locks it, never with another lock held.
+    unread: Mutex<Vec<u8>>,
 }
 
 impl TlsTransport {
@@ -153,6 +158,7 @@ impl TlsTransport {
             socket,
             tls: Mutex::new(tls),
             held: Mutex::new(Vec::new()),
+            unread: Mutex::new(Vec::new()),
         })
     }
 
@@ -162,6 +168,10 @@ impl TlsTransport {
 
     fn held(&self) -> MutexGuard<'_, Vec<u8>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unread(&self) -> MutexGuard<'_, Vec<u8>> {
+        self.unread.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Moves what rustls has encrypted into the held buffer.
@@ -266,6 +276,16 @@ impl TlsTransport {
     }
 }
 
+impl TlsTransport {
+    /// The read timeout last set ([`Transport::set_read_timeout`]).
+    ///
+    /// # Errors
+    /// When the socket cannot say.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        self.socket.read_timeout()
+    }
+}
+
 impl Transport for TlsTransport {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut raw = [0u8; READ_CHUNK];
@@ -287,23 +307,44 @@ impl Transport for TlsTransport {
                     Err(e) => return Err(e),
                 }
             }
-            let n = (&self.socket).read(&mut raw)?;
-            if n == 0 {
-                return Ok(0);
-            }
-            let processed = {
+            // What an earlier read left over comes before anything new.
+            let leftover = std::mem::take(&mut *self.unread());
+            let arrived = if leftover.is_empty() {
+                let n = (&self.socket).read(&mut raw)?;
+                if n == 0 {
+                    return Ok(0);
+                }
+                &raw[..n]
+            } else {
+                &leftover[..]
+            };
+            let (processed, rest) = {
                 let mut tls = self.tls();
-                let mut arrived = &raw[..n];
+                let mut arrived = arrived;
                 let mut outcome = Ok(());
                 while !arrived.is_empty() && outcome.is_ok() {
-                    outcome = tls
-                        .read_tls(&mut arrived)
-                        .and_then(|_| tls.process_new_packets().map(|_| ()).map_err(io::Error::other));
+                    match tls.read_tls(&mut arrived) {
+                        // After close_notify: nothing more is read.
+                        Ok(0) => break,
+                        Ok(_) => match tls.process_new_packets() {
+                            // Hand out the plaintext before feeding more:
+                            // rustls refuses ciphertext ("received plaintext
+                            // buffer full") while 16 KiB of it wait, which
+                            // would end the connection.
+                            Ok(state) if state.plaintext_bytes_to_read() > 0 => break,
+                            Ok(_) => {}
+                            Err(e) => outcome = Err(io::Error::other(e)),
+                        },
+                        Err(e) => outcome = Err(e),
+                    }
                 }
                 // Handshake answers, or the alert that says why it failed.
                 self.take_encrypted(&mut tls)?;
-                outcome
+                (outcome, (!arrived.is_empty()).then(|| arrived.to_vec()))
             };
+            if let Some(rest) = rest {
+                *self.unread() = rest;
+            }
             self.write_held()?;
             if let Err(e) = processed {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -476,5 +517,72 @@ mod tests {
         std::fs::write(&cert, &one.certificate).unwrap();
         std::fs::write(&key, &other.key).unwrap();
         assert!(matches!(server_config(&cert, &key), Err(TlsSetupError::Rejected(_))));
+    }
+
+    /// A full 16 KiB record followed by small ones, all waiting in the
+    /// socket before the reader reads: one socket read completes the big
+    /// record and holds the small ones too, more plaintext than rustls
+    /// takes at once. Every byte must arrive, in order (before the fix the
+    /// read failed with "received plaintext buffer full").
+    #[test]
+    fn a_burst_past_rustls_plaintext_buffer_arrives_whole() {
+        use std::net::TcpListener;
+        use std::time::Instant;
+
+        let made = self_signed(&["127.0.0.1".to_string()], 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, &made.certificate).unwrap();
+        std::fs::write(&key, &made.key).unwrap();
+        let server_tls = server_config(&cert, &key).unwrap();
+        let client_tls = crate::client::tls::client_config(Some(&cert)).unwrap();
+
+        let mut burst = vec![b'a'; 16 * 1024];
+        for i in 0..20u8 {
+            burst.extend(std::iter::repeat_n(b'0' + i % 10, 1000));
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let sent = burst.clone();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let transport = TlsTransport::server(socket, server_tls).unwrap();
+            transport.complete_handshake(deadline).unwrap();
+            // One record of 16 KiB, then one record per 1000-byte send.
+            let (big, small) = sent.split_at(16 * 1024);
+            for part in std::iter::once(big).chain(small.chunks(1000)) {
+                let mut left = part;
+                while !left.is_empty() {
+                    let n = transport.send(&[IoSlice::new(left)]).unwrap();
+                    left = &left[n..];
+                }
+            }
+            while transport.pending() {
+                transport.flush().unwrap();
+            }
+            transport
+        });
+        // A receive buffer that holds the whole burst, so the reads see it
+        // all at once rather than as the window lets it through.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(1 << 20).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let socket = TcpStream::from(socket);
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let client = TlsTransport::client(socket, client_tls, name).unwrap();
+        client.complete_handshake(deadline).unwrap();
+        // Everything is in the socket before the first read.
+        let server = server.join().unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while received.len() < burst.len() {
+            let n = Transport::read(&client, &mut buf).unwrap();
+            assert_ne!(n, 0, "closed after {} bytes", received.len());
+            received.extend_from_slice(&buf[..n]);
+        }
+        assert!(received == burst, "the bytes arrived changed or out of order");
+        drop(server);
     }
 }
