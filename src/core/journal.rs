@@ -140,10 +140,18 @@ impl Journal {
         Ok((Journal { ops }, thread))
     }
 
-    /// Queues a SAY. Its reply is pushed to `op.outbox` after the commit.
-    /// Returns false if the journal has stopped.
+    /// Queues a SAY. Its reply is pushed to `op.outbox` after the commit;
+    /// its place among the session's replies is taken now, so replies to
+    /// later commands wait behind it. Returns false if the journal has
+    /// stopped.
     pub fn say(&self, op: SayOp) -> bool {
-        self.ops.send(Op::Say(op)).is_ok()
+        let outbox = Arc::clone(&op.outbox);
+        outbox.handed_to_journal();
+        if self.ops.send(Op::Say(op)).is_ok() {
+            return true;
+        }
+        outbox.not_handed_to_journal();
+        false
     }
 
     /// Creates an account and waits for the outcome.
@@ -400,10 +408,12 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, status: &NodeStatus, q
         if echoes {
             feed.hold(false);
         }
-        // Only now may the senders' later replies go out: with a local feed
-        // the batch's events are already queued ahead of them, and its
-        // membership changes are in force.
+        // Only now is the journal done with the batch: with a local feed
+        // its events (echoes included) are queued, and its membership
+        // changes are in force. Replies that wait behind an echo go out,
+        // and a session that must read what it sent may go on.
         for op in says.drain(..) {
+            op.outbox.journal_done();
             let _ = op.done.send(());
         }
         for outcome in settled.drain(..) {
@@ -419,8 +429,9 @@ struct SenderReplies<'a> {
     connection: ConnectionId,
     /// Its outbox.
     outbox: &'a Arc<Outbox>,
-    /// Its replies, in the order of its commands.
-    replies: Vec<(&'a ReplyTo, Reply)>,
+    /// Its replies, in the order of its commands: one per message, `None`
+    /// where an echo takes the reply's place.
+    replies: Vec<(&'a ReplyTo, Option<Reply>)>,
 }
 
 /// Acknowledges each stored SAY (each author's replies of the batch as one
@@ -476,16 +487,16 @@ fn acknowledge(
         // An echo takes the reply's place, at the message's place among
         // the batch's events.
         let echo = (message.is_some() && op.reply_to.echo).then(|| op.reply_to.clone());
-        if echo.is_none() {
-            replies[position].replies.push((
-                &op.reply_to,
+        replies[position].replies.push((
+            &op.reply_to,
+            echo.is_none().then(|| {
                 Reply::Ok(Answer::Stored {
                     id,
                     ts,
                     message: message.clone(),
-                }),
-            ));
-        }
+                })
+            }),
+        ));
         if let Some(message) = message {
             batch.entries.push(Entry::Message {
                 message,
@@ -497,7 +508,7 @@ fn acknowledge(
     for sender in replies {
         sender
             .outbox
-            .replies(sender.replies.iter().map(|(to, reply)| (*to, reply)));
+            .journal_replies(sender.replies.iter().map(|(to, reply)| (*to, reply.as_ref())));
     }
     batch
 }
@@ -507,7 +518,7 @@ fn acknowledge(
 fn refuse(says: &[SayOp], slots: &mut Vec<Slot>) -> Committed {
     let failed = Reply::Err(ErrorCode::DbError);
     for op in says.iter() {
-        op.outbox.reply(&op.reply_to, &failed);
+        op.outbox.journal_replies([(&op.reply_to, Some(&failed))]);
     }
     let entries = slots
         .drain(..)

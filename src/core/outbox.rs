@@ -20,6 +20,11 @@
 //!   off as a slow consumer (`BYE slow-consumer`, best effort) instead;
 //! - replies are always queued, and the session's own thread stops reading
 //!   commands while the queue is over the limit ([`Outbox::wait_for_room`]);
+//! - replies keep the order of their commands: a message handed to the
+//!   journal takes its reply's place at once, and the session's later
+//!   replies wait behind that place until the journal fills it (behind an
+//!   echo-message echo, until the journal has published it), without the
+//!   session's thread waiting;
 //! - events are held back until the session's login reply is queued
 //!   ([`Outbox::open_events`]): a session is added to the registry (so it
 //!   misses no message committed after its login) before that reply exists,
@@ -248,6 +253,21 @@ impl Outgoing {
     }
 }
 
+/// A place in a session's order of replies.
+enum Slot {
+    /// The reply to the message the journal was handed as this session's
+    /// `number`th.
+    Journal {
+        /// Its place among the session's messages, from 1.
+        number: u64,
+        /// Its encoded reply, once the journal queued it (empty for an
+        /// echo, which comes as an event instead).
+        reply: Option<Vec<u8>>,
+    },
+    /// A reply of the session's own, due once everything ahead has gone.
+    Ready(Vec<u8>),
+}
+
 /// The queue behind the outbox's lock.
 #[derive(Default)]
 struct Queue {
@@ -255,6 +275,16 @@ struct Queue {
     items: VecDeque<Outgoing>,
     /// Events that arrived before [`Outbox::open_events`], in order.
     held: Vec<Outgoing>,
+    /// This session's replies in the order of its commands, from the
+    /// oldest that the journal still holds up (PROTOCOL.md 1). Empty while
+    /// the journal owes this session nothing: replies then go at once.
+    ordered: VecDeque<Slot>,
+    /// Messages this session has handed to the journal.
+    journal_asked: u64,
+    /// Of those, the ones the journal is done with: their replies, and
+    /// their events (an echo-message echo, which takes the reply's place),
+    /// are queued.
+    journal_done: u64,
     /// Events may go out: the login reply is queued.
     events_open: bool,
     /// Bytes of the first item already written.
@@ -317,31 +347,132 @@ impl Outbox {
         &self.codec
     }
 
-    /// Queues the reply to command `to`. Never refused for size: the reader
-    /// stops reading instead (see [`Outbox::wait_for_room`]).
+    /// Queues the session's reply to command `to`, behind the replies the
+    /// journal still owes it ([`Outbox::raw_reply`]). Never refused for
+    /// size: the reader stops reading instead (see
+    /// [`Outbox::wait_for_room`]).
     pub fn reply(self: &Arc<Self>, to: &ReplyTo, reply: &Reply) {
         let mut bytes = Vec::with_capacity(64);
         self.codec.reply(to, reply, &mut bytes);
         self.raw_reply(bytes);
     }
 
-    /// Queues several replies as one write (the journal acknowledges a
-    /// session's messages of one batch together).
-    pub fn replies<'a>(self: &Arc<Self>, replies: impl IntoIterator<Item = (&'a ReplyTo, &'a Reply)>) {
-        let mut bytes = Vec::with_capacity(64);
-        for (to, reply) in replies {
-            self.codec.reply(to, reply, &mut bytes);
+    /// Queues the journal's replies to messages of this session, one per
+    /// message in the order it was handed them (`None` for a message whose
+    /// echo takes the reply's place). A batch's replies to one session go
+    /// as one write, with whatever of the session's own replies they let
+    /// out.
+    pub fn journal_replies<'a>(self: &Arc<Self>, replies: impl IntoIterator<Item = (&'a ReplyTo, Option<&'a Reply>)>) {
+        let mut queue = self.lock();
+        if queue.closed || self.state.load(Ordering::Acquire) == CUT {
+            // Cut off or closed: the order was dropped with the rest.
+            return;
         }
-        self.raw_reply(bytes);
+        let mut slots = queue.ordered.iter_mut().filter_map(|slot| match slot {
+            Slot::Journal { reply, .. } if reply.is_none() => Some(reply),
+            _ => None,
+        });
+        let mut added = 0;
+        for (to, reply) in replies {
+            let mut bytes = Vec::new();
+            if let Some(reply) = reply {
+                self.codec.reply(to, reply, &mut bytes);
+            }
+            added += bytes.len();
+            match slots.next() {
+                Some(slot) => *slot = Some(bytes),
+                None => {
+                    // Not handed through `handed_to_journal`: nothing
+                    // waits for it.
+                    log::error!("connection {}: a reply the journal did not owe", self.id);
+                }
+            }
+        }
+        queue.pending += added;
+        self.release(&mut queue);
     }
 
-    /// Queues bytes a front end encoded itself, as a reply.
+    /// Queues bytes the session (or a front end) encoded itself as a
+    /// reply. Replies leave in the order of their commands (PROTOCOL.md 1):
+    /// while a message this session sent earlier is still with the
+    /// journal, the reply waits here, and the journal lets it out. The
+    /// session's thread never waits for that, so pipelined commands (a
+    /// `PING` between messages, a refused message) keep flowing.
     pub fn raw_reply(self: &Arc<Self>, bytes: Vec<u8>) {
         if bytes.is_empty() || self.state.load(Ordering::Acquire) == CUT {
             return;
         }
         let mut queue = self.lock();
-        self.push(&mut queue, Outgoing::Bytes(bytes));
+        if queue.ordered.is_empty() {
+            self.push(&mut queue, Outgoing::Bytes(bytes));
+        } else if !queue.closed {
+            queue.pending += bytes.len();
+            queue.ordered.push_back(Slot::Ready(bytes));
+        }
+    }
+
+    /// Makes the place of the reply to a message about to be handed to the
+    /// journal: replies queued from now on wait until the journal has
+    /// queued it and is done with the message.
+    pub fn handed_to_journal(&self) {
+        let mut queue = self.lock();
+        queue.journal_asked += 1;
+        let number = queue.journal_asked;
+        queue.ordered.push_back(Slot::Journal { number, reply: None });
+    }
+
+    /// Takes back the place [`Outbox::handed_to_journal`] made last: the
+    /// journal would not take the message.
+    pub fn not_handed_to_journal(self: &Arc<Self>) {
+        let mut queue = self.lock();
+        if let Some(Slot::Journal { reply: None, .. }) = queue.ordered.back() {
+            queue.ordered.pop_back();
+            queue.journal_asked -= 1;
+        }
+        self.release(&mut queue);
+    }
+
+    /// The journal is done with this session's oldest message in its
+    /// hands: its reply (or echo) and its events are queued, so the replies
+    /// that waited only for it go out.
+    pub fn journal_done(self: &Arc<Self>) {
+        let mut queue = self.lock();
+        queue.journal_done += 1;
+        self.release(&mut queue);
+    }
+
+    /// Sends, as one write, the replies at the front of the order that are
+    /// due: the session's own, and the journal's once it queued them. An
+    /// echo-message echo takes its reply's place: it is an event the
+    /// journal publishes, so what follows it waits until the journal is
+    /// done with its message.
+    fn release(self: &Arc<Self>, queue: &mut Queue) {
+        let waited = queue.pending > self.limit;
+        let mut due: Vec<u8> = Vec::new();
+        while let Some(front) = queue.ordered.front_mut() {
+            match front {
+                Slot::Ready(bytes) => due.append(bytes),
+                Slot::Journal { reply: None, .. } => break,
+                Slot::Journal {
+                    number,
+                    reply: Some(bytes),
+                } => {
+                    if bytes.is_empty() && *number > queue.journal_done {
+                        break;
+                    }
+                    due.append(bytes);
+                }
+            }
+            queue.ordered.pop_front();
+        }
+        queue.pending -= due.len();
+        if !due.is_empty() && self.state.load(Ordering::Acquire) != CUT {
+            self.push(queue, Outgoing::Bytes(due));
+        }
+        // A reader waiting for room may have it now.
+        if waited && queue.pending <= self.limit {
+            self.changed.notify_all();
+        }
     }
 
     /// Queues the lines of `batch` that are for `to`. If they would take the
@@ -560,6 +691,7 @@ impl Outbox {
         log::warn!("connection {}: cut off as a slow consumer", self.id);
         queue.items.clear();
         queue.held.clear();
+        queue.ordered.clear();
         queue.written = 0;
         queue.pending = 0;
         self.transport.shutdown(Shutdown::Read);
@@ -587,6 +719,7 @@ impl Outbox {
         queue.closed = true;
         queue.items.clear();
         queue.held.clear();
+        queue.ordered.clear();
         queue.pending = 0;
         self.transport.shutdown(Shutdown::Both);
         self.changed.notify_all();
@@ -807,9 +940,103 @@ mod tests {
         let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 1 << 20);
         let (to, reply) = ok("PING");
         conn.outbox.reply(&to, &reply);
-        let (to2, reply2) = ok("QUIT");
-        conn.outbox.replies([(&to, &reply), (&to2, &reply2)]);
-        assert_eq!(conn.lines(3), ["OK PING", "OK PING", "OK QUIT"]);
+        let (to2, reply2) = ok("SAY");
+        conn.outbox.handed_to_journal();
+        conn.outbox.handed_to_journal();
+        conn.outbox
+            .journal_replies([(&to2, Some(&reply2)), (&to2, Some(&reply2))]);
+        conn.outbox.journal_done();
+        conn.outbox.journal_done();
+        assert_eq!(conn.lines(3), ["OK PING", "OK SAY", "OK SAY"]);
+    }
+
+    #[test]
+    fn replies_keep_command_order_around_the_journals_and_events_do_not_wait() {
+        let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 1 << 20);
+        conn.outbox.open_events();
+        let to = Recipient {
+            connection: 1,
+            since: 0,
+        };
+        // SAY 1, a PING, SAY 2, a refused SAY, SAY 3: the journal gets
+        // SAY 1 to 3 and answers them in one batch.
+        let (say, stored) = ok("SAY");
+        let (ping, pong) = ok("PING");
+        let refused = Reply::Err(ErrorCode::RateLimited);
+        conn.outbox.handed_to_journal();
+        conn.outbox.reply(&ping, &pong);
+        conn.outbox.handed_to_journal();
+        conn.outbox.reply(&say, &refused);
+        conn.outbox.handed_to_journal();
+        assert_eq!(conn.transport.take_output(), "", "both wait for the journal");
+        // Someone else's message is not a reply: it goes at once.
+        assert!(conn.outbox.batch(&Arc::new(batch_of(&[("MSG other", 2, 0)])), to));
+        assert_eq!(conn.transport.take_output(), "MSG other\n");
+        // The batch's replies go at once, as one write, with the replies
+        // that waited for them in between.
+        conn.outbox
+            .journal_replies([(&say, Some(&stored)), (&say, Some(&stored)), (&say, Some(&stored))]);
+        assert_eq!(
+            conn.transport.take_output(),
+            "OK SAY\nOK PING\nOK SAY\nERR SAY rate-limited\nOK SAY\n"
+        );
+        for _ in 0..3 {
+            conn.outbox.journal_done();
+        }
+        // Nothing owed: a reply goes at once.
+        conn.outbox.reply(&ping, &pong);
+        assert_eq!(conn.transport.take_output(), "OK PING\n");
+    }
+
+    #[test]
+    fn an_echo_in_place_of_a_reply_still_comes_before_later_replies() {
+        let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 1 << 20);
+        conn.outbox.open_events();
+        let (say, _) = ok("SAY");
+        let (ping, pong) = ok("PING");
+        conn.outbox.handed_to_journal();
+        conn.outbox.reply(&ping, &pong);
+        conn.outbox.journal_replies([(&say, None)]);
+        assert_eq!(conn.transport.take_output(), "");
+        // The echo is delivered as an event when the batch is published.
+        let to = Recipient {
+            connection: 1,
+            since: 0,
+        };
+        assert!(conn.outbox.batch(&Arc::new(batch_of(&[("ECHO mine", 2, 0)])), to));
+        conn.outbox.journal_done();
+        assert_eq!(conn.transport.take_output(), "ECHO mine\nOK PING\n");
+    }
+
+    #[test]
+    fn a_message_the_journal_did_not_take_holds_nothing_up() {
+        let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 1 << 20);
+        conn.outbox.handed_to_journal();
+        conn.outbox.not_handed_to_journal();
+        let (ping, pong) = ok("PING");
+        conn.outbox.reply(&ping, &pong);
+        assert_eq!(conn.transport.take_output(), "OK PING\n");
+    }
+
+    #[test]
+    fn waiting_replies_count_against_the_bound_on_reading() {
+        let conn = TestConn::new(1, TestCodec::new(1), 1 << 16, 64);
+        conn.outbox.handed_to_journal();
+        let (ping, pong) = ok("PING");
+        for _ in 0..20 {
+            conn.outbox.reply(&ping, &pong);
+        }
+        let reader = {
+            let outbox = Arc::clone(&conn.outbox);
+            std::thread::spawn(move || outbox.wait_for_room())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!reader.is_finished(), "the reader waits while the replies wait");
+        let (say, stored) = ok("SAY");
+        conn.outbox.journal_replies([(&say, Some(&stored))]);
+        conn.outbox.journal_done();
+        reader.join().expect("the reader goes on");
+        assert_eq!(conn.lines(21).len(), 21);
     }
 
     #[test]

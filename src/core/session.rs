@@ -2,12 +2,15 @@
 //! allowance, and the order of its replies.
 //!
 //! A session belongs to its connection's thread; only that thread calls it.
-//! Its replies leave in the order of its commands, whatever the outcome,
-//! because they all enter the outbox through [`Session::emit`], which first
-//! waits until every reply the journal still owes this session (the
-//! acknowledgements of messages being stored) is queued. Accepted messages
-//! are the only commands that do not wait for each other, so pipelined
-//! messages go to the journal back to back.
+//! Its replies leave in the order of its commands, whatever the outcome:
+//! they all enter the outbox through [`Session::emit`], and the outbox
+//! holds each behind the replies the journal still owes this session (the
+//! acknowledgements of messages being stored) until the journal has queued
+//! them. The session's thread does not wait for that, so pipelined messages
+//! go to the journal back to back, and a command that reads nothing the
+//! journal writes (a `PING`, a refused message) does not stall them. A
+//! command that reads what earlier messages store (`HISTORY`, `SYNC`, a
+//! resent tag) first waits for them ([`Session::settle`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -121,12 +124,15 @@ impl<'a> Session<'a> {
     }
 
     /// Queues the reply to command `to`, after every reply still owed by
-    /// the journal: the one door through which a session's own replies
-    /// enter its outbox, so none can overtake an earlier command's
-    /// (PROTOCOL.md 1). A login reply also opens the session to events,
-    /// right behind it.
+    /// the journal (the outbox holds it until then): the one door through
+    /// which a session's own replies enter its outbox, so none can overtake
+    /// an earlier command's (PROTOCOL.md 1). A login or JOIN reply also
+    /// opens the session to events, right behind it; it waits for the
+    /// journal here, so that the events do not pass it.
     pub fn emit(&mut self, to: &ReplyTo, reply: &Reply) {
-        self.settle();
+        if self.entering {
+            self.settle();
+        }
         self.outbox.reply(to, reply);
         if std::mem::take(&mut self.entering) {
             self.outbox.open_events();
@@ -148,7 +154,9 @@ impl<'a> Session<'a> {
     /// rules: after every reply still owed, and opening events behind a
     /// login's answer.
     pub fn emit_raw(&mut self, bytes: Vec<u8>) {
-        self.settle();
+        if self.entering {
+            self.settle();
+        }
         self.outbox.raw_reply(bytes);
         if std::mem::take(&mut self.entering) {
             self.outbox.open_events();

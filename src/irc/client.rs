@@ -150,7 +150,6 @@ impl<'c> IrcClient<'c> {
     /// follow the registration burst.
     fn emit(&mut self, bytes: Vec<u8>) {
         if self.registration.is_some() {
-            self.session.settle();
             self.session.outbox().raw_reply(bytes);
         } else {
             self.session.emit_raw(bytes);
