@@ -850,6 +850,34 @@ fn pipelined_refusals_never_overtake_replies_still_being_stored() {
 }
 
 #[test]
+fn pings_between_pipelined_says_keep_their_place_and_history_sees_every_say() {
+    let server = TestServer::start();
+    let mut ana = registered(&server, "ana");
+    let mut lines = String::new();
+    for i in 0..100 {
+        lines.push_str(&format!("@s{i} SAY mensaje {i}\n@p{i} PING t{i}\n"));
+    }
+    // HISTORY reads what the SAYs before it stored.
+    lines.push_str("@h HISTORY 100\n");
+    ana.send_raw(lines.as_bytes());
+    for i in 0..100 {
+        ana.expect_prefix(&format!("@s{i} OK SAY "));
+        ask_reply(&mut ana, &format!("@p{i} OK PING t{i}"));
+    }
+    for i in 0..100 {
+        let line = ana.line();
+        assert!(line.ends_with(&format!(" ana mensaje {i}")), "{line:?}");
+    }
+    ask_reply(&mut ana, "@h OK HISTORY 100");
+}
+
+/// The next line, which must be `expected`.
+fn ask_reply(client: &mut Client, expected: &str) {
+    let line = client.line();
+    assert_eq!(line, expected);
+}
+
+#[test]
 fn a_line_level_refusal_waits_for_the_says_before_it() {
     let server = TestServer::start();
     let mut ana = registered(&server, "ana");
