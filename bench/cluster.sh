@@ -20,7 +20,8 @@
 # nodes' own addresses, --spread); haproxy (every session through
 # 127.0.0.1:8000); for pingpong and crossload instead: same-node (all on
 # node-1) and cross-node (senders on node-1, the others on node-2,
-# --receivers-addr).
+# --receivers-addr). Direct connections to the nodes come from 127.0.0.2
+# (--source), since the nodes expect a PROXY header from 127.0.0.1.
 #
 # Environment: SCENARIOS, OUT (result folder), PGPORT (default 55439),
 # CHARLA_PORT (the SQLite server, default 7200), QUIET_WAIT=1 (as in
@@ -69,14 +70,21 @@ cases_of() {
         *) echo "sqlite nodes haproxy" ;;
     esac
 }
-# Where the bench connects for a case.
+# Where the bench connects for a case (an option of charla-bench itself).
 placement_of() {
     case $1 in
         sqlite) echo "--addr 127.0.0.1:$CHARLA_PORT" ;;
-        nodes) echo "--addr 127.0.0.1:7001 --spread $NODES" ;;
+        # From 127.0.0.2: the nodes take PROXY headers from 127.0.0.1
+        # (HAProxy) and connections from anywhere else directly.
+        nodes | same-node | cross-node) echo "--addr 127.0.0.1:7001 --source 127.0.0.2" ;;
         haproxy) echo "--addr 127.0.0.1:8000" ;;
-        same-node) echo "--addr 127.0.0.1:7001" ;;
-        cross-node) echo "--addr 127.0.0.1:7001 --receivers-addr 127.0.0.1:7002" ;;
+    esac
+}
+# How the sessions are dealt over the nodes (options of `fanout`).
+spread_of() {
+    case $1 in
+        nodes) echo "--spread $NODES" ;;
+        cross-node) echo "--receivers-addr 127.0.0.1:7002" ;;
     esac
 }
 
@@ -157,7 +165,7 @@ for round in $(seq "$ROUNDS"); do
             db_before=$(cpu_of "${db_pids[@]}")
             # shellcheck disable=SC2046
             line=$("$BENCH" $(placement_of "$case") --json --timeout 300 --prefix "r${round}${scenario}" \
-                $(args_of "$scenario"))
+                $(args_of "$scenario") $(spread_of "$case"))
             server_after=$(cpu_of "${server_pids[@]}")
             mapfile -t db_pids_after < <(if [ "$case" != sqlite ]; then pg_pids; cat "$CHARLA_CLUSTER_STATE/haproxy.pid"; fi)
             db_after=$(cpu_of "${db_pids_after[@]}")

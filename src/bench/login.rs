@@ -112,7 +112,7 @@ pub fn storm(common: &Common, chat: &FanoutOptions, options: &LoginOptions) -> R
 fn logins(common: &Common, options: &LoginOptions) -> Result<LoginRun, BenchError> {
     let user = format!("{}login", common.prefix);
     // Creates the account on first use.
-    let mut first = Conn::connect(common.addr, common.tls.as_ref())?;
+    let mut first = Conn::connect(common.addr, common.source, common.tls.as_ref())?;
     first.log_in(Protocol::Charla, &user, &common.password, common.timeout)?;
     first.close(Protocol::Charla);
 
@@ -129,7 +129,7 @@ fn logins(common: &Common, options: &LoginOptions) -> Result<LoginRun, BenchErro
                             return Err(BenchError::Timeout("logins did not finish".into()));
                         }
                         let t = Instant::now();
-                        let mut conn = Conn::connect(common.addr, common.tls.as_ref())?;
+                        let mut conn = Conn::connect(common.addr, common.source, common.tls.as_ref())?;
                         conn.log_in(Protocol::Charla, &user, &common.password, common.timeout)?;
                         let _ = latency.record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1));
                         conn.close(Protocol::Charla);

@@ -50,6 +50,9 @@ pub struct Common {
     /// the bench accounts first, in charla's protocol (IRC has no
     /// registration).
     pub accounts_at: Option<SocketAddr>,
+    /// The local address every bench connection is made from, when not
+    /// the system's choice.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Common {
@@ -76,11 +79,11 @@ impl Common {
     pub fn open_at(&self, i: usize, addr: SocketAddr) -> Result<wire::Conn, BenchError> {
         let user = self.user(i);
         if let (Protocol::Irc, Some(at)) = (self.protocol, self.accounts_at) {
-            let mut maker = wire::Conn::connect(at, None)?;
+            let mut maker = wire::Conn::connect(at, self.source, None)?;
             maker.log_in(Protocol::Charla, &user, &self.password, self.timeout)?;
             maker.close(Protocol::Charla);
         }
-        let mut conn = wire::Conn::connect(addr, self.tls.as_ref())?;
+        let mut conn = wire::Conn::connect(addr, self.source, self.tls.as_ref())?;
         match (self.protocol, self.accounts_at) {
             // An IRC server with no accounts of ours (ngIRCd) has no server
             // password either, and refuses a PASS.

@@ -331,7 +331,7 @@ pub fn run(common: &Common, options: &RoomsOptions) -> Result<Report, BenchError
         });
     }
     let conns = parallel(expects.len(), CONNECTORS, |i| {
-        let mut conn = Conn::connect(common.addr, common.tls.as_ref())?;
+        let mut conn = Conn::connect(common.addr, common.source, common.tls.as_ref())?;
         conn.log_in(Protocol::Charla, &common.user(i), &common.password, common.timeout)?;
         if let Expect::Room(room) = &expects[i] {
             join_room(&mut conn, room, common.timeout)?;
@@ -544,7 +544,7 @@ fn connect_idle(common: &Common, options: &RoomsOptions) -> Result<Vec<Idle>, Be
     let done = AtomicUsize::new(0);
     let show = common.show_progress() && options.idle >= 1000;
     let idle = parallel(options.idle, CONNECTORS, |i| {
-        let mut conn = Conn::connect(common.addr, common.tls.as_ref())?;
+        let mut conn = Conn::connect(common.addr, common.source, common.tls.as_ref())?;
         conn.log_in(
             Protocol::Charla,
             &common.user(first + i),
@@ -785,6 +785,7 @@ mod tests {
             progress: false,
             tls: None,
             accounts_at: None,
+            source: None,
         }
     }
 

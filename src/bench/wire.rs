@@ -4,7 +4,7 @@
 //! (`--tls`, to measure what it costs).
 
 use std::io::{IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,18 @@ impl Read for SharedStream {
     }
 }
 
+/// A TCP connection to `addr`, from `source` when given (bound to it, any
+/// port) rather than from the address the system picks.
+fn dial(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr);
+    };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// One bench connection, logged in.
 pub struct Conn {
     /// The connection, shared with the reader thread.
@@ -181,8 +193,8 @@ impl Conn {
     ///
     /// # Errors
     /// When the connection or the handshake fails.
-    pub fn connect(addr: SocketAddr, tls: Option<&Tls>) -> Result<Conn, BenchError> {
-        let stream = TcpStream::connect(addr).map_err(BenchError::io(format!("connect to {addr}")))?;
+    pub fn connect(addr: SocketAddr, source: Option<IpAddr>, tls: Option<&Tls>) -> Result<Conn, BenchError> {
+        let stream = dial(addr, source).map_err(BenchError::io(format!("connect to {addr}")))?;
         let _ = stream.set_nodelay(true);
         let stream = match tls {
             None => Stream::Plain(stream),
@@ -449,5 +461,18 @@ mod tests {
         );
         assert_eq!(classify(Protocol::Irc, b":srv PONG srv :ack"), Incoming::Ack);
         assert_eq!(classify(Protocol::Irc, b"PING :srv"), Incoming::KeepAlive(b":srv"));
+    }
+
+    #[test]
+    fn connections_can_come_from_another_loopback_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let from: IpAddr = "127.0.0.2".parse().unwrap();
+        let _stream = dial(addr, Some(from)).unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), from);
+        let _default = dial(addr, None).unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), IpAddr::from([127, 0, 0, 1]));
     }
 }

@@ -55,6 +55,11 @@ struct Cli {
     /// make the bench accounts first at this charla-protocol address.
     #[arg(long, value_name = "HOST:PORT", global = true)]
     accounts_at: Option<String>,
+    /// Connect from this local address (another loopback address, such as
+    /// 127.0.0.2): a cluster node that trusts PROXY headers from 127.0.0.1
+    /// (its balancer) takes connections from any other address directly.
+    #[arg(long, value_name = "IP", global = true)]
+    source: Option<std::net::IpAddr>,
     /// The scenario.
     #[command(subcommand)]
     scenario: Scenario,
@@ -263,6 +268,7 @@ fn main() -> ExitCode {
         progress: true,
         tls,
         accounts_at,
+        source: cli.source,
     };
     let report = match &cli.scenario {
         Scenario::Fanout(args) => args
