@@ -555,16 +555,20 @@ impl ClusterStore for PgStore {
         let limit = i64::from(limit);
         let rows = self.with_client(|c| {
             c.query(
-                "SELECT * FROM ( \
-                   SELECT m.id, 'message' AS kind, m.user_id, u.username, m.body, m.ts_ms, m.room_id, r.name, \
-                          m.to_user, t.username AS to_name, m.node, m.conn \
-                   FROM messages m JOIN users u ON u.id = m.user_id LEFT JOIN rooms r ON r.id = m.room_id \
-                   LEFT JOIN users t ON t.id = m.to_user WHERE m.id > $1 \
+                // Each table's next rows by its primary key first, then the
+                // names: the plan stays an index range scan whatever the
+                // planner believes of the tables' sizes (with no
+                // statistics yet it read all of `messages`, 18 ms a poll
+                // at 100,000 messages, three polls per commit).
+                "SELECT log.id, log.kind, log.user_id, u.username, log.body, log.ts_ms, log.room_id, r.name, \
+                        log.to_user, t.username AS to_name, log.node, log.conn FROM ( \
+                   (SELECT id, 'message'::text AS kind, user_id, body, ts_ms, room_id, to_user, node, conn \
+                    FROM messages WHERE id > $1 ORDER BY id LIMIT $2) \
                  UNION ALL \
-                   SELECT e.id, e.kind, e.user_id, u.username, e.note, NULL, e.room_id, r.name, NULL, NULL, e.node, e.conn \
-                   FROM events e JOIN users u ON u.id = e.user_id LEFT JOIN rooms r ON r.id = e.room_id \
-                   WHERE e.id > $1 \
-                 ) AS log ORDER BY id LIMIT $2",
+                   (SELECT id, kind, user_id, note, NULL::bigint, room_id, NULL::bigint, node, conn \
+                    FROM events WHERE id > $1 ORDER BY id LIMIT $2) \
+                 ) AS log JOIN users u ON u.id = log.user_id LEFT JOIN rooms r ON r.id = log.room_id \
+                 LEFT JOIN users t ON t.id = log.to_user ORDER BY log.id LIMIT $2",
                 &[&after, &limit],
             )
         })?;
