@@ -186,9 +186,11 @@ pub struct Command {
     pub state: State,
     /// Its arguments.
     pub shape: Shape,
-    /// Whether it may run while earlier replies are still owed by the
-    /// journal. Only for commands whose own reply is owed too (messages):
-    /// every other command first waits, so it sees their effect.
+    /// Whether it may run while the journal still stores this session's
+    /// earlier messages: only for the messages themselves. Every other
+    /// command first waits, so it sees their effect; `PING` too, so that
+    /// its `OK` tells a client (and our tests) that everything it sent
+    /// before is stored and delivered.
     pub pipelined: bool,
     /// The function that runs it.
     pub run: for<'s, 'c> fn(&mut Session<'c>, &ReplyTo, &Args<'s>) -> Ran,

@@ -3,7 +3,7 @@
 //!
 //! For messages it does group commit: it takes everything queued, stores it
 //! in one transaction, and only after the commit acknowledges each `SAY`
-//! (the reply goes straight to the sender's outbox) and publishes the batch
+//! (the reply fills its place in the sender's outbox) and publishes the batch
 //! to the [`Feed`], in id order. That one ordering gives the protocol's
 //! guarantees at once: a message is durable before anyone hears of it, ids
 //! increase in the order every session receives them, and the write rate
@@ -59,9 +59,60 @@ pub struct SayOp {
     pub reply_to: ReplyTo,
     /// Where the reply goes.
     pub outbox: Arc<Outbox>,
-    /// Signalled once the reply is queued, so the session can keep later
-    /// replies in order behind it.
+    /// Signalled once the journal is done with the message (its reply
+    /// queued, its batch delivered), so that a command that reads what the
+    /// session stored waits for it ([`crate::core::session::Session::settle`]).
     pub done: Sender<()>,
+}
+
+/// A SAY in the journal's hands. However the journal lets go of it (done,
+/// stopped with it still queued, its thread gone), the session hears of it:
+/// one that was never answered is answered `db-error` (nothing was stored),
+/// so neither the session's later replies, which wait behind its reply in
+/// the outbox, nor a session waiting for it wait forever.
+struct Owed {
+    /// The message.
+    op: SayOp,
+    /// Its reply (or its echo's place) is queued.
+    replied: bool,
+    /// The session was told the journal is done with it.
+    finished: bool,
+}
+
+impl Owed {
+    /// Tells the session the journal is done with the message.
+    fn finish(mut self) {
+        self.op.outbox.journal_done();
+        let _ = self.op.done.send(());
+        self.finished = true;
+    }
+}
+
+impl std::ops::Deref for Owed {
+    type Target = SayOp;
+    fn deref(&self) -> &SayOp {
+        &self.op
+    }
+}
+
+impl std::ops::DerefMut for Owed {
+    fn deref_mut(&mut self) -> &mut SayOp {
+        &mut self.op
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if !self.replied {
+            let failed = Reply::Err(ErrorCode::DbError);
+            self.op.outbox.journal_replies([(&self.op.reply_to, Some(&failed))]);
+        }
+        self.op.outbox.journal_done();
+        let _ = self.op.done.send(());
+    }
 }
 
 /// A registration on its way to storage.
@@ -106,7 +157,7 @@ enum MembershipOp {
 
 /// Work for the journal thread.
 enum Op {
-    Say(SayOp),
+    Say(Owed),
     Register(RegisterOp),
     Membership(MembershipOp),
     Presence(PresenceChange),
@@ -145,13 +196,22 @@ impl Journal {
     /// later commands wait behind it. Returns false if the journal has
     /// stopped.
     pub fn say(&self, op: SayOp) -> bool {
-        let outbox = Arc::clone(&op.outbox);
-        outbox.handed_to_journal();
-        if self.ops.send(Op::Say(op)).is_ok() {
-            return true;
+        op.outbox.handed_to_journal();
+        let owed = Owed {
+            op,
+            replied: false,
+            finished: false,
+        };
+        match self.ops.send(Op::Say(owed)) {
+            Ok(()) => true,
+            Err(crossbeam_channel::SendError(Op::Say(mut owed))) => {
+                // Taken back, not failed: the caller answers db-error.
+                owed.finished = true;
+                owed.op.outbox.not_handed_to_journal();
+                false
+            }
+            Err(_) => false,
         }
-        outbox.not_handed_to_journal();
-        false
     }
 
     /// Creates an account and waits for the outcome.
@@ -312,7 +372,11 @@ fn change_membership(
 
 /// The journal thread's loop.
 fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, status: &NodeStatus, queue: &Receiver<Op>) {
-    let mut says: Vec<SayOp> = Vec::new();
+    let mut says: Vec<Owed> = Vec::new();
+    // The log position of the last batch stored: the journal is done with
+    // a batch once the feed has delivered up to it (a failed batch waits
+    // for the one before, so sessions hear in order).
+    let mut position: u64 = 0;
     let mut slots: Vec<Slot> = Vec::new();
     let mut messages: Vec<NewMessage> = Vec::new();
     let mut settled: Vec<Settled> = Vec::new();
@@ -393,12 +457,13 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, status: &NodeStatus, q
                     })
                 {
                     status.saw_message(*id);
+                    position = position.max(u64::try_from(*id).unwrap_or(0));
                 }
                 acknowledge(&mut says, &mut slots, &mut messages, &outcomes)
             }
             Err(e) => {
                 log::error!("{} message(s) could not be stored: {e}", says.len());
-                refuse(&says, &mut slots)
+                refuse(&mut says, &mut slots)
             }
         };
         messages.clear();
@@ -408,14 +473,20 @@ fn run(mut writer: Box<dyn StoreWriter>, feed: &dyn Feed, status: &NodeStatus, q
         if echoes {
             feed.hold(false);
         }
-        // Only now is the journal done with the batch: with a local feed
-        // its events (echoes included) are queued, and its membership
-        // changes are in force. Replies that wait behind an echo go out,
-        // and a session that must read what it sent may go on.
-        for op in says.drain(..) {
-            op.outbox.journal_done();
-            let _ = op.done.send(());
-        }
+        // The journal is done with the batch once its events (echoes
+        // included) are delivered here and its membership changes are in
+        // force: at once with a local feed, when the log's tail has read
+        // it back in a cluster. Replies that wait behind an echo go out
+        // then, and a session that must read what it sent may go on.
+        let finished = std::mem::take(&mut says);
+        feed.when_delivered(
+            position,
+            Box::new(move || {
+                for owed in finished {
+                    owed.finish();
+                }
+            }),
+        );
         for outcome in settled.drain(..) {
             feed.when_delivered(outcome.position(), Box::new(move || outcome.send()));
         }
@@ -438,7 +509,7 @@ struct SenderReplies<'a> {
 /// write) and builds the committed batch, in the order received (so
 /// messages in id order).
 fn acknowledge(
-    says: &mut [SayOp],
+    says: &mut [Owed],
     slots: &mut Vec<Slot>,
     messages: &mut [NewMessage],
     outcomes: &[Appended],
@@ -510,15 +581,19 @@ fn acknowledge(
             .outbox
             .journal_replies(sender.replies.iter().map(|(to, reply)| (*to, reply.as_ref())));
     }
+    for owed in says.iter_mut() {
+        owed.replied = true;
+    }
     batch
 }
 
 /// Answers every SAY of a batch that could not be stored with `db-error`;
 /// the presence changes of the batch still go out.
-fn refuse(says: &[SayOp], slots: &mut Vec<Slot>) -> Committed {
+fn refuse(says: &mut [Owed], slots: &mut Vec<Slot>) -> Committed {
     let failed = Reply::Err(ErrorCode::DbError);
-    for op in says.iter() {
-        op.outbox.journal_replies([(&op.reply_to, Some(&failed))]);
+    for owed in says.iter_mut() {
+        owed.outbox.journal_replies([(&owed.reply_to, Some(&failed))]);
+        owed.replied = true;
     }
     let entries = slots
         .drain(..)
@@ -617,6 +692,29 @@ mod tests {
             outbox: conn.outbox.clone(),
             done: done.clone(),
         }
+    }
+
+    #[test]
+    fn a_message_the_journal_lets_go_of_unanswered_is_answered_db_error() {
+        let f = start();
+        let ana = account(&f.journal, "ana");
+        let conn = TestConn::new(7, TestCodec::new(1), 1 << 16, 1 << 20);
+        let (done, acked) = crossbeam_channel::unbounded();
+        // Taken by the journal (its place made), then dropped unanswered,
+        // as when the journal stops with it still queued.
+        let op = say(&conn, &done, &ana, "perdido", Some("t1"));
+        op.outbox.handed_to_journal();
+        drop(Owed {
+            op,
+            replied: false,
+            finished: false,
+        });
+        assert_eq!(conn.lines(1), ["@t1 ERR SAY db-error"]);
+        assert!(acked.try_recv().is_ok(), "the session is told it is done");
+        // A reply behind it is not held up.
+        let (ping, pong) = (ReplyTo::new(None, Some("PING")), Reply::Ok(Answer::Done));
+        conn.outbox.reply(&ping, &pong);
+        assert_eq!(conn.lines(1), ["OK PING"]);
     }
 
     #[test]

@@ -290,8 +290,12 @@ struct Queue {
     /// Bytes of the first item already written.
     written: usize,
     /// Bytes queued or held and not yet written (the slow-consumer
-    /// measure).
+    /// measure; replies waiting for their turn are in `waiting`).
     pending: usize,
+    /// Bytes of replies waiting in `ordered`. They hold up the session's
+    /// reader like `pending` does, but are not output the peer failed to
+    /// read: they do not count towards cutting it off.
+    waiting: usize,
     /// A writer thread is running; while it is, nobody else writes.
     writer: bool,
     /// The session ended: write what is queued, then close.
@@ -359,9 +363,8 @@ impl Outbox {
 
     /// Queues the journal's replies to messages of this session, one per
     /// message in the order it was handed them (`None` for a message whose
-    /// echo takes the reply's place). A batch's replies to one session go
-    /// as one write, with whatever of the session's own replies they let
-    /// out.
+    /// echo takes the reply's place). Replies given together go as one
+    /// write, with whatever of the session's own replies they let out.
     pub fn journal_replies<'a>(self: &Arc<Self>, replies: impl IntoIterator<Item = (&'a ReplyTo, Option<&'a Reply>)>) {
         let mut queue = self.lock();
         if queue.closed || self.state.load(Ordering::Acquire) == CUT {
@@ -378,9 +381,11 @@ impl Outbox {
             if let Some(reply) = reply {
                 self.codec.reply(to, reply, &mut bytes);
             }
-            added += bytes.len();
             match slots.next() {
-                Some(slot) => *slot = Some(bytes),
+                Some(slot) => {
+                    added += bytes.len();
+                    *slot = Some(bytes);
+                }
                 None => {
                     // Not handed through `handed_to_journal`: nothing
                     // waits for it.
@@ -388,7 +393,7 @@ impl Outbox {
                 }
             }
         }
-        queue.pending += added;
+        queue.waiting += added;
         self.release(&mut queue);
     }
 
@@ -397,7 +402,7 @@ impl Outbox {
     /// while a message this session sent earlier is still with the
     /// journal, the reply waits here, and the journal lets it out. The
     /// session's thread never waits for that, so pipelined commands (a
-    /// `PING` between messages, a refused message) keep flowing.
+    /// `PING` between messages from an IRC client, a refused message) keep flowing.
     pub fn raw_reply(self: &Arc<Self>, bytes: Vec<u8>) {
         if bytes.is_empty() || self.state.load(Ordering::Acquire) == CUT {
             return;
@@ -406,7 +411,7 @@ impl Outbox {
         if queue.ordered.is_empty() {
             self.push(&mut queue, Outgoing::Bytes(bytes));
         } else if !queue.closed {
-            queue.pending += bytes.len();
+            queue.waiting += bytes.len();
             queue.ordered.push_back(Slot::Ready(bytes));
         }
     }
@@ -447,7 +452,7 @@ impl Outbox {
     /// journal publishes, so what follows it waits until the journal is
     /// done with its message.
     fn release(self: &Arc<Self>, queue: &mut Queue) {
-        let waited = queue.pending > self.limit;
+        let waited = queue.pending + queue.waiting > self.limit;
         let mut due: Vec<u8> = Vec::new();
         while let Some(front) = queue.ordered.front_mut() {
             match front {
@@ -465,12 +470,12 @@ impl Outbox {
             }
             queue.ordered.pop_front();
         }
-        queue.pending -= due.len();
+        queue.waiting -= due.len();
         if !due.is_empty() && self.state.load(Ordering::Acquire) != CUT {
             self.push(queue, Outgoing::Bytes(due));
         }
         // A reader waiting for room may have it now.
-        if waited && queue.pending <= self.limit {
+        if waited && queue.pending + queue.waiting <= self.limit {
             self.changed.notify_all();
         }
     }
@@ -673,7 +678,7 @@ impl Outbox {
     /// a client that pipelines and never reads stalls only itself.
     pub fn wait_for_room(&self) {
         let mut queue = self.lock();
-        while queue.pending > self.limit && !queue.closed && !self.is_closing() {
+        while queue.pending + queue.waiting > self.limit && !queue.closed && !self.is_closing() {
             queue = self
                 .changed
                 .wait_timeout(queue, ROOM_POLL)
@@ -692,6 +697,7 @@ impl Outbox {
         queue.items.clear();
         queue.held.clear();
         queue.ordered.clear();
+        queue.waiting = 0;
         queue.written = 0;
         queue.pending = 0;
         self.transport.shutdown(Shutdown::Read);
@@ -720,6 +726,7 @@ impl Outbox {
         queue.items.clear();
         queue.held.clear();
         queue.ordered.clear();
+        queue.waiting = 0;
         queue.pending = 0;
         self.transport.shutdown(Shutdown::Both);
         self.changed.notify_all();
@@ -1026,6 +1033,15 @@ mod tests {
         for _ in 0..20 {
             conn.outbox.reply(&ping, &pong);
         }
+        // Replies waiting for their turn are not output the peer failed to
+        // read: an event still goes out.
+        conn.outbox.open_events();
+        let to = Recipient {
+            connection: 1,
+            since: 0,
+        };
+        assert!(conn.outbox.batch(&Arc::new(batch_of(&[("MSG other", 2, 0)])), to));
+        assert!(!conn.outbox.is_cut());
         let reader = {
             let outbox = Arc::clone(&conn.outbox);
             std::thread::spawn(move || outbox.wait_for_room())
@@ -1036,7 +1052,7 @@ mod tests {
         conn.outbox.journal_replies([(&say, Some(&stored))]);
         conn.outbox.journal_done();
         reader.join().expect("the reader goes on");
-        assert_eq!(conn.lines(21).len(), 21);
+        assert_eq!(conn.lines(22).len(), 22);
     }
 
     #[test]

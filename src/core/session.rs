@@ -8,9 +8,10 @@
 //! acknowledgements of messages being stored) until the journal has queued
 //! them. The session's thread does not wait for that, so pipelined messages
 //! go to the journal back to back, and a command that reads nothing the
-//! journal writes (a `PING`, a refused message) does not stall them. A
-//! command that reads what earlier messages store (`HISTORY`, `SYNC`, a
-//! resent tag) first waits for them ([`Session::settle`]).
+//! journal writes (a refused message, an IRC `PING`) does not stall them.
+//! Every other command (`PING`, `HISTORY`, `SYNC`, `WHO`, `JOIN`, a resent
+//! tag...) first waits for them ([`Session::settle`]), so it sees what they
+//! stored and delivered.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
