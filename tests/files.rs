@@ -78,6 +78,37 @@ fn relay_peer(addr: &str, line: &str) -> TcpStream {
     stream
 }
 
+/// Both sides of a relayed transfer of file `id` with `ticket`: the
+/// fetcher first when `fetcher_first`, else the owner; the owner sends
+/// its header and `content` and ends. Returns what the fetcher received
+/// after the header, which must name the content's size and [`SHA`].
+fn pipe_through_relay(relay: &str, id: &str, ticket: &str, content: &[u8], fetcher_first: bool) -> Vec<u8> {
+    let (mut getter, mut putter) = if fetcher_first {
+        let getter = relay_peer(relay, &format!("GET {id} {ticket}"));
+        (getter, relay_peer(relay, &format!("PUT {id} {ticket}")))
+    } else {
+        let putter = relay_peer(relay, &format!("PUT {id} {ticket}"));
+        (relay_peer(relay, &format!("GET {id} {ticket}")), putter)
+    };
+    assert_eq!(raw_line(&mut putter), "OK");
+    assert_eq!(raw_line(&mut getter), "OK");
+    let sending = {
+        let content = content.to_vec();
+        std::thread::spawn(move || {
+            putter
+                .write_all(format!("OK {} {SHA}\n", content.len()).as_bytes())
+                .expect("header");
+            putter.write_all(&content).expect("the file");
+            putter.shutdown(std::net::Shutdown::Write).expect("end");
+        })
+    };
+    assert_eq!(raw_line(&mut getter), format!("OK {} {SHA}", content.len()));
+    let mut received = Vec::new();
+    getter.read_to_end(&mut received).expect("the file through the relay");
+    sending.join().expect("the sender");
+    received
+}
+
 /// Reads one line from a raw stream.
 fn raw_line(stream: &mut TcpStream) -> String {
     let mut line = Vec::new();
@@ -242,25 +273,7 @@ fn the_relay_pipes_a_file_once_per_ticket_and_refuses_the_rest() {
     let (ticket, relay) = fetch(&mut ana, &id);
     bea.expect(&format!("RELAY {id} {ticket} {relay}"));
     // The fetcher arrives first and waits; the owner brings the file.
-    let mut getter = relay_peer(&relay, &format!("GET {id} {ticket}"));
-    let mut putter = relay_peer(&relay, &format!("PUT {id} {ticket}"));
-    assert_eq!(raw_line(&mut putter), "OK");
-    assert_eq!(raw_line(&mut getter), "OK");
-    let sending = {
-        let content = content.clone();
-        std::thread::spawn(move || {
-            putter
-                .write_all(format!("OK {} {SHA}\n", content.len()).as_bytes())
-                .expect("header");
-            putter.write_all(&content).expect("the file");
-            putter.shutdown(std::net::Shutdown::Write).expect("end");
-        })
-    };
-    let header = raw_line(&mut getter);
-    assert_eq!(header, format!("OK {} {SHA}", content.len()));
-    let mut received = Vec::new();
-    getter.read_to_end(&mut received).expect("the file through the relay");
-    sending.join().expect("the sender");
+    let received = pipe_through_relay(&relay, &id, &ticket, &content, true);
     assert!(received == content, "the relay changed the bytes");
     // The ticket was used: neither side may use it again.
     let mut again = relay_peer(&relay, &format!("GET {id} {ticket}"));
@@ -380,24 +393,7 @@ fn fetch_relay_sends_an_offer_with_an_endpoint_through_the_relay() {
     assert_eq!(relay_again, relay);
     bea.expect(&format!("RELAY {id} {lower} {relay}"));
     // The relay serves such a ticket: the owner's bytes reach the fetcher.
-    let mut putter = relay_peer(&relay, &format!("PUT {id} {ticket}"));
-    let mut getter = relay_peer(&relay, &format!("GET {id} {ticket}"));
-    assert_eq!(raw_line(&mut putter), "OK");
-    assert_eq!(raw_line(&mut getter), "OK");
-    let sending = {
-        let content = content.clone();
-        std::thread::spawn(move || {
-            putter
-                .write_all(format!("OK {} {SHA}\n", content.len()).as_bytes())
-                .expect("header");
-            putter.write_all(&content).expect("the file");
-            putter.shutdown(std::net::Shutdown::Write).expect("end");
-        })
-    };
-    assert_eq!(raw_line(&mut getter), format!("OK {} {SHA}", content.len()));
-    let mut received = Vec::new();
-    getter.read_to_end(&mut received).expect("the file through the relay");
-    sending.join().expect("the sender");
+    let received = pipe_through_relay(&relay, &id, &ticket, &content, false);
     assert!(received == content, "the relay changed the bytes");
     let mut again = relay_peer(&relay, &format!("GET {id} {ticket}"));
     assert_eq!(raw_line(&mut again), "ERR used the ticket was already used");
