@@ -636,3 +636,102 @@ fn an_irc_sender_on_a_node_gets_its_echoes_in_order_among_another_nodes_messages
     assert_eq!(echoes, EACH, "every message of ana's echoed once");
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
 }
+
+/// How many times PostgreSQL has read the whole `messages` table, and how
+/// many of its pages it has touched in all, as its statistics say.
+fn messages_reads(sql: &mut postgres::Client) -> (i64, i64) {
+    let row = sql
+        .query_one(
+            "SELECT coalesce(s.seq_scan, 0), coalesce(io.heap_blks_read, 0) + coalesce(io.heap_blks_hit, 0) \
+             FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid) \
+             WHERE s.relname = 'messages'",
+            &[],
+        )
+        .expect("the table's statistics");
+    (row.get(0), row.get(1))
+}
+
+/// A backend reports its statistics at most once a second while busy,
+/// and within 10 s once idle: waiting this long sees every read before.
+const STATISTICS_FLUSHED: Duration = Duration::from_secs(11);
+
+#[test]
+fn reads_of_a_large_young_log_read_only_the_rows_they_need() {
+    let pg = Postgres::start();
+    let url = pg.database("chat");
+    let n1 = node(&url, "n1", &[]);
+    let health = n1.health.expect("a health address");
+    let mut bea = registered(&n1, "bea");
+    bea.send("QUIT");
+    bea.expect("OK QUIT");
+    // 50,000 lobby messages of bea's written straight into the table,
+    // whose statistics do not exist yet and will not (autovacuum off for
+    // it): the planner knows nothing of the table, as in a young or
+    // fast-growing chat.
+    let mut sql = pg.client("chat");
+    let filled: i64 = sql
+        .query_one(
+            "WITH meta AS (UPDATE charla_meta SET last_id = last_id + 50000 WHERE id = 1 RETURNING last_id) \
+             SELECT last_id FROM meta",
+            &[],
+        )
+        .expect("room in the log")
+        .get(0);
+    sql.batch_execute(&format!(
+        "ALTER TABLE messages SET (autovacuum_enabled = false); \
+         INSERT INTO messages (id, user_id, body, ts_ms) \
+           SELECT {filled} - 50000 + g, b.id, 'relleno ' || g, 1764000000000 + g \
+           FROM users b, generate_series(1, 50000) g WHERE b.username = 'bea'; \
+         SELECT pg_notify('charla_log', '');"
+    ))
+    .expect("the filler messages");
+    // The node's tail reads past them before anyone is online to get them.
+    assert!(wait_until(Duration::from_secs(20), || {
+        http_get(health, "/health").1.contains(&format!("\"last_id\":{filled}"))
+    }));
+    let mut ana = registered(&n1, "ana");
+    let (id, _) = ana.say("después del relleno");
+    assert!(id > filled, "{id}");
+    thread::sleep(STATISTICS_FLUSHED);
+    let (scans, pages) = messages_reads(&mut sql);
+    let table_pages: i64 = sql
+        .query_one(
+            "SELECT pg_relation_size('messages') / current_setting('block_size')::bigint",
+            &[],
+        )
+        .expect("the table's size")
+        .get(0);
+    // Reads of every kind: the tail's (it polls the log twice a second),
+    // history (newest, before an id, a private conversation), SYNC.
+    let newest = ana.history("");
+    assert_eq!(newest.len(), 50);
+    assert_eq!(newest.last().map(|m| m.id), Some(id));
+    assert_eq!(ana.history(&format!("2 {id}")).len(), 2);
+    ana.send("HISTORY @bea 10");
+    ana.expect("OK HISTORY 0");
+    // The last two filler messages and ana's.
+    ana.send(&format!("SYNC {} 10", filled - 2));
+    let (_, synced) = until(&mut ana, |l| l == "OK SYNC 3");
+    assert!(synced[2].starts_with(&format!("MSG {id} ")), "{synced:?}");
+    let (second, _) = ana.say("otra vez");
+    assert!(second > id);
+    thread::sleep(STATISTICS_FLUSHED);
+    let (scans_after, pages_after) = messages_reads(&mut sql);
+    eprintln!(
+        "{} sequential scans, {} of the table's {table_pages} pages touched",
+        scans_after - scans,
+        pages_after - pages
+    );
+    assert_eq!(
+        scans_after - scans,
+        0,
+        "the messages table was read whole {} times",
+        scans_after - scans
+    );
+    // A few pages per read; reading the lobby whole would touch them all.
+    assert!(
+        (pages_after - pages) * 2 < table_pages,
+        "{} of the table's {table_pages} pages touched for a handful of rows",
+        pages_after - pages
+    );
+}
