@@ -192,6 +192,16 @@ impl EncodedBatch {
             return self.bytes.len();
         }
         let mine = self.mine(to);
+        if self.authors.is_empty() {
+            // Every entry is targeted (a batch of room or private
+            // messages): only this session's own entries need counting.
+            return mine
+                .iter()
+                .filter_map(|&i| usize::try_from(i).ok())
+                .filter(|&i| i < self.lines.len())
+                .map(|i| self.lines[i].end - if i == 0 { 0 } else { self.lines[i - 1].end })
+                .sum();
+        }
         let mut start = 0;
         let mut total = 0;
         for (i, line) in self.lines.iter().enumerate() {
@@ -231,8 +241,10 @@ impl EncodedBatch {
 enum Outgoing {
     /// Bytes for this session alone (its replies, its BYE).
     Bytes(Vec<u8>),
-    /// A batch, without the lines that are not for this session.
-    Batch(Arc<EncodedBatch>, Recipient),
+    /// A batch, without the lines that are not for this session, and the
+    /// bytes that leaves (counted once: in a room's batch, counting means
+    /// walking its lines).
+    Batch(Arc<EncodedBatch>, Recipient, usize),
 }
 
 impl Outgoing {
@@ -240,7 +252,7 @@ impl Outgoing {
     fn len(&self) -> usize {
         match self {
             Outgoing::Bytes(bytes) => bytes.len(),
-            Outgoing::Batch(batch, to) => batch.bytes_for(*to),
+            Outgoing::Batch(_, _, len) => *len,
         }
     }
 
@@ -248,7 +260,7 @@ impl Outgoing {
     fn slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>) {
         match self {
             Outgoing::Bytes(bytes) => out.push(IoSlice::new(bytes)),
-            Outgoing::Batch(batch, to) => batch.slices_for(*to, out),
+            Outgoing::Batch(batch, to, _) => batch.slices_for(*to, out),
         }
     }
 }
@@ -484,13 +496,14 @@ impl Outbox {
     /// queue past its limit the session is cut off as a slow consumer
     /// instead. Returns whether the batch was queued.
     pub fn batch(self: &Arc<Self>, batch: &Arc<EncodedBatch>, to: Recipient) -> bool {
-        if batch.bytes_for(to) == 0 {
+        let len = batch.bytes_for(to);
+        if len == 0 {
             return true;
         }
         if self.state.load(Ordering::Acquire) != OPEN {
             return false;
         }
-        let item = Outgoing::Batch(Arc::clone(batch), to);
+        let item = Outgoing::Batch(Arc::clone(batch), to, len);
         let mut queue = self.lock();
         if queue.pending + item.len() > self.limit {
             self.cut_off(&mut queue);
@@ -940,6 +953,27 @@ mod tests {
         assert_eq!(received(&batch, 2, 11), "m1\nLEAVE x\n");
         assert_eq!(received(&batch, 4, 12), "m1\n");
         assert_eq!(received(&batch, 3, 9), "m1\n");
+    }
+
+    #[test]
+    fn a_batch_of_targeted_entries_counts_each_sessions_own() {
+        let mut targeted = Targeted::new();
+        targeted.insert(1, vec![0, 2]);
+        targeted.insert(2, vec![1]);
+        let mut batch = EncodedBatch::new(Arc::new(targeted));
+        for line in ["POST a\n", "POST bb\n", "POST ccc\n"] {
+            batch.append_targeted(|out| out.extend_from_slice(line.as_bytes()));
+        }
+        let to = |connection| Recipient { connection, since: 0 };
+        assert_eq!(batch.bytes_for(to(1)), "POST a\nPOST ccc\n".len());
+        assert_eq!(batch.bytes_for(to(2)), "POST bb\n".len());
+        assert_eq!(batch.bytes_for(to(3)), 0);
+        for connection in [1, 2, 3] {
+            let mut slices = Vec::new();
+            batch.slices_for(to(connection), &mut slices);
+            let sent: usize = slices.iter().map(|s| s.len()).sum();
+            assert_eq!(sent, batch.bytes_for(to(connection)), "connection {connection}");
+        }
     }
 
     #[test]
