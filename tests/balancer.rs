@@ -97,17 +97,31 @@ fn health_on_sqlite_answers_every_path_and_bounds_requests() {
     let long_header = format!("GET /health HTTP/1.1\r\nX-A: {}\r\n\r\n", "b".repeat(9000));
     assert!(raw(long_header.as_bytes()).starts_with("HTTP/1.1 400 "));
     assert!(raw(b"\x16\x03\x01\x02\x00garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
-    // A request that never completes is closed within 5 s (and a second
-    // later at most), while other checks keep being answered at once.
+    // 8 KiB is the most a line may hold, its CRLF apart; many headers are
+    // fine.
+    let at_limit = format!("GET /health/ping HTTP/1.1\r\nX-A: {}\r\n\r\n", "b".repeat(8192 - 5));
+    assert!(raw(at_limit.as_bytes()).starts_with("HTTP/1.1 200 "));
+    let over = format!("GET /health/ping HTTP/1.1\r\nX-A: {}\r\n\r\n", "b".repeat(8192 - 4));
+    assert!(raw(over.as_bytes()).starts_with("HTTP/1.1 400 "));
+    let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
+    let many = format!("GET /health/ping HTTP/1.1\r\n{many}\r\n");
+    assert!(raw(many.as_bytes()).starts_with("HTTP/1.1 200 "));
+    // A request that never completes is answered 400 and closed within
+    // 5 s (and a second later at most), while other checks keep being
+    // answered at once; a connection that sends nothing is just closed.
     let mut slow = TcpStream::connect(health).expect("connect");
     slow.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    slow.write_all(b"GET /health HTTP/1.1\r\n").expect("half a request");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x")
+        .expect("half a request");
+    let mut silent = TcpStream::connect(health).expect("connect");
+    silent.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let started = Instant::now();
     let quick = Instant::now();
     assert_eq!(http_get(health, "/health/ping").0, 200);
     assert!(quick.elapsed() < Duration::from_secs(1));
-    assert_eq!(until_closed(&mut slow), "");
+    assert!(until_closed(&mut slow).starts_with("HTTP/1.1 400 "));
     assert!(started.elapsed() < Duration::from_secs(7), "{:?}", started.elapsed());
+    assert_eq!(until_closed(&mut silent), "");
     // SIGTERM: 503 and draining from the moment it arrives, until the
     // process is gone. A session that does not read keeps the server
     // draining for a while (it waits for its output to go), and a prober

@@ -21,6 +21,8 @@ use crate::core::Core;
 const MAX_LINE: usize = 8 * 1024;
 /// The longest request head in all.
 const MAX_HEAD: usize = 64 * 1024;
+/// Most header lines in a request; more are answered 400.
+const MAX_HEADERS: usize = 256;
 /// How long a request may take to arrive whole.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// Health connections served at once; more are closed at once.
@@ -67,7 +69,8 @@ enum Request {
     Get(String),
     /// Another method.
     OtherMethod,
-    /// Not HTTP, or a line over [`MAX_LINE`].
+    /// Not HTTP, a line over [`MAX_LINE`], or a head that did not arrive
+    /// whole in time.
     Bad,
 }
 
@@ -78,7 +81,7 @@ fn answer(stream: TcpStream, core: &Core) {
         Ok(Request::Get(path)) => respond(&path, core),
         Ok(Request::OtherMethod) => plain(405, "method not allowed"),
         Ok(Request::Bad) => plain(400, "bad request"),
-        // Silent, late or gone: closed without an answer.
+        // Silent or gone: closed without an answer.
         Err(_) => return,
     };
     let _ = (&stream).write_all(&response);
@@ -94,25 +97,39 @@ fn read_request(mut stream: &TcpStream) -> io::Result<Request> {
         if let Some(request) = parse(&buf)? {
             return Ok(request);
         }
+        // Late: a request begun and not finished in time is answered 400;
+        // a connection that sent nothing is just closed.
+        let late = || {
+            if buf.is_empty() {
+                Err(io::Error::from(io::ErrorKind::TimedOut))
+            } else {
+                Ok(Request::Bad)
+            }
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
+            return late();
         }
         stream.set_read_timeout(Some(left))?;
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return late(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         buf.extend_from_slice(&chunk[..n]);
     }
 }
 
 /// Parses what has arrived: `Ok(None)` while the head is incomplete.
 fn parse(buf: &[u8]) -> io::Result<Option<Request>> {
-    if buf.split(|&b| b == b'\n').any(|line| line.len() > MAX_LINE) || buf.len() > MAX_HEAD {
+    // A line's length is its bytes without its CRLF (or bare LF).
+    let over = |line: &[u8]| line.strip_suffix(b"\r").unwrap_or(line).len() > MAX_LINE;
+    if buf.split(|&b| b == b'\n').any(over) || buf.len() > MAX_HEAD {
         return Ok(Some(Request::Bad));
     }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(buf) {
         Ok(httparse::Status::Partial) => Ok(None),
@@ -231,6 +248,11 @@ mod tests {
         assert_eq!(parse(long.as_bytes()).unwrap(), Some(Request::Bad));
         let header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(MAX_LINE));
         assert_eq!(parse(header.as_bytes()).unwrap(), Some(Request::Bad));
+        // The limit is the line's own bytes, CRLF or LF apart.
+        let full = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(MAX_LINE - 3));
+        assert_eq!(parse(full.as_bytes()).unwrap(), Some(Request::Get("/".into())));
+        let bare = format!("GET / HTTP/1.1\nX: {}\n\n", "b".repeat(MAX_LINE - 3));
+        assert_eq!(parse(bare.as_bytes()).unwrap(), Some(Request::Get("/".into())));
     }
 
     #[test]
