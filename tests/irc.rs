@@ -685,6 +685,9 @@ fn lines_over_the_limits_get_417_and_bad_bytes_a_notice_and_the_connection_stays
         notice.starts_with(":irc-1 NOTICE ana :") && notice.contains("NUL"),
         "{notice}"
     );
+    // A NOTICE is never answered, not even to say it was dropped.
+    irc.0.send_raw(b"NOTICE #general :\xff\xfe\r\n");
+    irc.0.send_raw(b"@label=x notice #general :a\0b\r\n");
     let quiet = irc.sync("vivo");
     assert!(quiet.is_empty(), "{quiet:?}");
 }

@@ -200,6 +200,9 @@ impl<'c> IrcClient<'c> {
         }
         let text = match std::str::from_utf8(bytes) {
             Ok(text) if !text.contains('\0') => text,
+            // A NOTICE never gets an answer, even to say why it was
+            // dropped (PROTOCOL.md 13.2).
+            _ if wire::command_is(bytes, b"NOTICE") => return Flow::Continue,
             Ok(_) => return self.notice_and_continue("Line ignored: it holds a NUL byte"),
             Err(_) => return self.notice_and_continue("Line ignored: it is not valid UTF-8"),
         };

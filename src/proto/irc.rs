@@ -345,6 +345,27 @@ pub enum Size {
     TooLong,
 }
 
+/// Whether the raw line's command (after any tags and source) is
+/// `command`, ASCII case-insensitively: for lines that cannot be parsed
+/// (not UTF-8, a NUL) but whose command still decides how they are
+/// refused.
+pub fn command_is(line: &[u8], command: &[u8]) -> bool {
+    let mut rest = line;
+    for marker in [b'@', b':'] {
+        if rest.first() == Some(&marker) {
+            let Some(space) = rest.iter().position(|&b| b == b' ') else {
+                return false;
+            };
+            rest = &rest[space + 1..];
+            while rest.first() == Some(&b' ') {
+                rest = &rest[1..];
+            }
+        }
+    }
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    rest[..end].eq_ignore_ascii_case(command)
+}
+
 /// Checks the two size limits of PROTOCOL.md 13.3 on the bytes of one
 /// received line without its line ending, before it is parsed (or even
 /// checked for UTF-8), so that tags cannot be used to send a longer body.
@@ -1131,5 +1152,15 @@ mod tests {
     #[should_panic(expected = "would be misread")]
     fn a_middle_param_with_a_space_is_a_caller_bug() {
         line(&[], None, "CMD", &["a b", "c"], false);
+    }
+
+    #[test]
+    fn the_command_of_a_raw_line_is_found_past_tags_and_source() {
+        assert!(command_is(b"NOTICE bob :a\xffb", b"NOTICE"));
+        assert!(command_is(b"notice bob :x\0y", b"NOTICE"));
+        assert!(command_is(b"@label=1 :me!u@h NOTICE bob :\xff", b"NOTICE"));
+        assert!(!command_is(b"PRIVMSG bob :\xff", b"NOTICE"));
+        assert!(!command_is(b"NOTICES bob", b"NOTICE"));
+        assert!(!command_is(b"@only-tags", b"NOTICE"));
     }
 }
