@@ -789,7 +789,7 @@ pub fn read_history(
 /// `bad-request` unless `AFTER` is decimal digits (0 allowed) and `N` as in
 /// `HISTORY`.
 pub fn sync_args(args: &Args<'_>) -> Result<(i64, u32), ErrorCode> {
-    let after = |word: &str| i64::try_from(digits(word)?).map_err(|_| ErrorCode::BadRequest);
+    let after = id_digits;
     match args.words() {
         [a] => Ok((after(a)?, DEFAULT_SYNC)),
         [a, n] => Ok((after(a)?, history_limit(n)?)),
@@ -1136,12 +1136,23 @@ fn history_limit(word: &str) -> Result<u32, ErrorCode> {
     }
 }
 
-/// A positive message id in decimal digits.
+/// A positive message id in decimal digits, of any length: one past every
+/// id this server can store stands for "no limit".
 fn message_id(word: &str) -> Result<i64, ErrorCode> {
-    match digits(word)? {
-        n @ 1.. => i64::try_from(n).map_err(|_| ErrorCode::BadRequest),
-        _ => Err(ErrorCode::BadRequest),
+    match id_digits(word)? {
+        0 => Err(ErrorCode::BadRequest),
+        n => Ok(n),
     }
+}
+
+/// Decimal digits of any length as an id bound, the largest values held
+/// at `i64::MAX` (PROTOCOL.md: `AFTER` and `BEFORE` are decimal digits;
+/// no stored id comes near the limit).
+fn id_digits(word: &str) -> Result<i64, ErrorCode> {
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ErrorCode::BadRequest);
+    }
+    Ok(word.parse::<i64>().unwrap_or(i64::MAX))
 }
 
 /// Plain decimal digits (no sign, no spaces) that fit a `u64`.
@@ -1226,19 +1237,7 @@ mod tests {
         assert_eq!(args(Some("@ana 5 9")), Ok((Some(Written::Account("ana")), 5, Some(9))));
         // Syntax before values: a bad number wins over a bad room name.
         assert_eq!(args(Some("#bad!name 0")), Err(ErrorCode::BadRequest));
-        for bad in [
-            "0",
-            "1001",
-            "-1",
-            "+5",
-            "5 0",
-            "x",
-            "5 6 7",
-            "99999999999999999999999",
-            "",
-            "sala 5",
-            "#a 5 6 7",
-        ] {
+        for bad in ["0", "1001", "-1", "+5", "5 0", "x", "5 6 7", "", "sala 5", "#a 5 6 7"] {
             assert_eq!(args(Some(bad)), Err(ErrorCode::BadRequest), "{bad}");
         }
     }
@@ -1248,15 +1247,9 @@ mod tests {
         let args = |rest| sync_args(&find("SYNC").unwrap().shape.split(rest)?);
         assert_eq!(args(Some("0")), Ok((0, 1000)));
         assert_eq!(args(Some("41 7")), Ok((41, 7)));
-        for bad in [
-            None,
-            Some("x"),
-            Some("-1"),
-            Some("1 0"),
-            Some("1 1001"),
-            Some("1 2 3"),
-            Some("99999999999999999999"),
-        ] {
+        // Digits of any length: past every id there is.
+        assert_eq!(args(Some("99999999999999999999")), Ok((i64::MAX, 1000)));
+        for bad in [None, Some("x"), Some("-1"), Some("1 0"), Some("1 1001"), Some("1 2 3")] {
             assert_eq!(args(bad), Err(ErrorCode::BadRequest), "{bad:?}");
         }
     }
