@@ -65,6 +65,22 @@ fn share(charla: &mut Charla, path: &Path) -> String {
         .to_string()
 }
 
+/// Waits for `charla` to say the download to `target` is complete, with
+/// its size as shown, and checks the bytes on disk are `content`.
+fn expect_downloaded(charla: &mut Charla, target: &Path, size: &str, content: &[u8]) {
+    assert_eq!(
+        charla.expect("Descarga completa"),
+        format!(
+            "Descarga completa: {} ({size}); la huella SHA-256 coincide.",
+            target.display()
+        )
+    );
+    assert!(
+        std::fs::read(target).expect("the download") == content,
+        "the bytes differ"
+    );
+}
+
 /// The names in `dir`, sorted.
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -146,17 +162,7 @@ fn two_clients_share_and_download_eight_mebibytes_directly_and_through_the_relay
     );
     // The chat goes on during the transfer.
     bea.type_lines(&["/who"]);
-    assert_eq!(
-        bea.expect("Descarga completa"),
-        format!(
-            "Descarga completa: {} (8,0 MiB); la huella SHA-256 coincide.",
-            target.display()
-        )
-    );
-    assert!(
-        std::fs::read(&target).expect("the download") == content,
-        "the bytes differ"
-    );
+    expect_downloaded(&mut bea, &target, "8,0 MiB", &content);
     ana.expect("Se envió «datos.bin» (8,0 MiB)");
 
     // Through the relay: carla announced no endpoint.
@@ -419,17 +425,7 @@ fn a_fetcher_that_cannot_reach_the_owner_gets_the_file_through_the_relay() {
         bea.expect("No se pudo llegar"),
         "No se pudo llegar directamente a ana para «lejano.bin»; se intenta a través del servidor…"
     );
-    assert_eq!(
-        bea.expect("Descarga completa"),
-        format!(
-            "Descarga completa: {} (6,0 MiB); la huella SHA-256 coincide.",
-            target.display()
-        )
-    );
-    assert!(
-        std::fs::read(&target).expect("the download") == content,
-        "the bytes differ"
-    );
+    expect_downloaded(&mut bea, &target, "6,0 MiB", &content);
     assert_eq!(names_in(fetch_dir.path()), ["lejano.bin"]);
     ana.expect("Se envió «lejano.bin»");
 

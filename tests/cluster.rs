@@ -669,26 +669,40 @@ fn reads_of_a_large_young_log_read_only_the_rows_they_need() {
     // it): the planner knows nothing of the table, as in a young or
     // fast-growing chat.
     let mut sql = pg.client("chat");
-    let filled: i64 = sql
+    sql.batch_execute("ALTER TABLE messages SET (autovacuum_enabled = false)")
+        .expect("autovacuum off");
+    // Ids taken and used in one transaction, as the server does: the
+    // counter's row stays locked until the commit, so nothing else (bea's
+    // going offline) takes a later id and is read before them.
+    let mut tx = sql.transaction().expect("a transaction");
+    let filled: i64 = tx
         .query_one(
-            "WITH meta AS (UPDATE charla_meta SET last_id = last_id + 50000 WHERE id = 1 RETURNING last_id) \
-             SELECT last_id FROM meta",
+            "UPDATE charla_meta SET last_id = last_id + 50000 WHERE id = 1 RETURNING last_id",
             &[],
         )
         .expect("room in the log")
         .get(0);
-    sql.batch_execute(&format!(
-        "ALTER TABLE messages SET (autovacuum_enabled = false); \
-         INSERT INTO messages (id, user_id, body, ts_ms) \
+    tx.batch_execute(&format!(
+        "INSERT INTO messages (id, user_id, body, ts_ms) \
            SELECT {filled} - 50000 + g, b.id, 'relleno ' || g, 1764000000000 + g \
            FROM users b, generate_series(1, 50000) g WHERE b.username = 'bea'; \
          SELECT pg_notify('charla_log', '');"
     ))
     .expect("the filler messages");
+    tx.commit().expect("the filler committed");
     // The node's tail reads past them before anyone is online to get them.
-    assert!(wait_until(Duration::from_secs(20), || {
-        http_get(health, "/health").1.contains(&format!("\"last_id\":{filled}"))
-    }));
+    let last_id = || -> i64 {
+        let (_, body) = http_get(health, "/health");
+        body.split("\"last_id\":")
+            .nth(1)
+            .and_then(|rest| rest.trim_end_matches('}').parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || last_id() >= filled),
+        "the node knows {} of {filled}",
+        last_id()
+    );
     let mut ana = registered(&n1, "ana");
     let (id, _) = ana.say("después del relleno");
     assert!(id > filled, "{id}");
