@@ -19,14 +19,12 @@ use hdrhistogram::Histogram;
 use super::procstat::{self, ProcDelta};
 use super::report::{Report, latency_histogram};
 use super::wire::{self, Conn, Incoming, Protocol};
-use super::{BenchError, Common, now_ns, parallel};
+use super::{BenchError, Common, join_senders, now_ns, parallel, wait_for_deliveries};
 
 /// Stack of a bench reader or sender thread.
 const THREAD_STACK: usize = 128 * 1024;
 /// Connections opened at once while setting up.
 const CONNECTORS: usize = 32;
-/// How long deliveries may stall before the run stops waiting for the rest.
-const DELIVERY_STALL: Duration = Duration::from_secs(5);
 
 /// The shape of a fanout run.
 #[derive(Clone, Debug)]
@@ -159,29 +157,13 @@ pub fn run_with(common: &Common, options: &FanoutOptions, on_start: impl FnOnce(
     let started_ns = now_ns();
     on_start();
     start.wait();
-    let mut send_error = None;
-    for sender in senders {
-        match sender.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => send_error = Some(e),
-            Err(_) => send_error = Some(BenchError::Protocol("a sender thread panicked".into())),
-        }
-    }
+    let sent = join_senders(senders);
     let acked = started.elapsed();
-    if let Some(e) = send_error {
+    if let Err(e) = sent {
         close_all(clients, options.senders);
         return Err(e);
     }
-    let deadline = started + common.timeout;
-    let mut progress = (delivered(), Instant::now());
-    while progress.0 < expected && Instant::now() < deadline && progress.1.elapsed() < DELIVERY_STALL {
-        thread::sleep(Duration::from_millis(2));
-        let now = delivered();
-        if now != progress.0 {
-            progress = (now, Instant::now());
-        }
-    }
-    let received = delivered();
+    let received = wait_for_deliveries(delivered, expected, started + common.timeout);
     let last_ns = clients
         .iter()
         .map(|c| c.stats.last_delivery_ns.load(Ordering::Relaxed))

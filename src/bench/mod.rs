@@ -145,6 +145,39 @@ pub fn now_ns() -> u64 {
     u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// How long deliveries may stall before a run stops waiting for the rest.
+const DELIVERY_STALL: Duration = Duration::from_secs(5);
+
+/// Waits for every sender thread of a run.
+///
+/// # Errors
+/// The last error a sender returned (or its panic).
+pub fn join_senders(senders: Vec<std::thread::JoinHandle<Result<(), BenchError>>>) -> Result<(), BenchError> {
+    let mut send_error = None;
+    for sender in senders {
+        match sender.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => send_error = Some(e),
+            Err(_) => send_error = Some(BenchError::Protocol("a sender thread panicked".into())),
+        }
+    }
+    send_error.map_or(Ok(()), Err)
+}
+
+/// Waits until `delivered()` reaches `expected`, the `deadline` passes, or
+/// deliveries stall for [`DELIVERY_STALL`]; returns the final count.
+pub fn wait_for_deliveries(delivered: impl Fn() -> u64, expected: u64, deadline: Instant) -> u64 {
+    let mut progress = (delivered(), Instant::now());
+    while progress.0 < expected && Instant::now() < deadline && progress.1.elapsed() < DELIVERY_STALL {
+        std::thread::sleep(Duration::from_millis(2));
+        let now = delivered();
+        if now != progress.0 {
+            progress = (now, Instant::now());
+        }
+    }
+    delivered()
+}
+
 /// Runs `f` on `threads` threads over the indices `0..count`, each index
 /// once, and collects every result in index order. Used to open many
 /// connections in parallel without one thread per connection.

@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use super::procstat::{self, ProcDelta};
 use super::report::{Report, latency_histogram};
 use super::wire::{self, Conn, Protocol};
-use super::{BenchError, Common, now_ns, parallel};
+use super::{BenchError, Common, join_senders, now_ns, parallel, wait_for_deliveries};
 
 /// Stack of a bench reader or sender thread.
 const THREAD_STACK: usize = 128 * 1024;
@@ -33,8 +33,6 @@ const THREAD_STACK: usize = 128 * 1024;
 const IDLE_STACK: usize = 64 * 1024;
 /// Connections opened at once while setting up.
 const CONNECTORS: usize = 64;
-/// How long deliveries may stall before the run stops waiting for the rest.
-const DELIVERY_STALL: Duration = Duration::from_secs(5);
 /// How long no session may receive anything before the setup counts as
 /// finished (presence batches wait at most 50 ms in the server).
 const QUIET: Duration = Duration::from_secs(1);
@@ -407,28 +405,10 @@ pub fn run(common: &Common, options: &RoomsOptions) -> Result<Report, BenchError
     let started = Instant::now();
     let started_ns = now_ns();
     start.wait();
-    let mut send_error = None;
-    for sender in senders {
-        match sender.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => send_error = Some(e),
-            Err(_) => send_error = Some(BenchError::Protocol("a sender thread panicked".into())),
-        }
-    }
+    let sent = join_senders(senders);
     let acked = started.elapsed();
-    if let Some(e) = send_error {
-        return Err(e);
-    }
-    let deadline = started + common.timeout;
-    let mut progress = (delivered(), Instant::now());
-    while progress.0 < expected && Instant::now() < deadline && progress.1.elapsed() < DELIVERY_STALL {
-        thread::sleep(Duration::from_millis(2));
-        let now = delivered();
-        if now != progress.0 {
-            progress = (now, Instant::now());
-        }
-    }
-    let received = delivered();
+    sent?;
+    let received = wait_for_deliveries(delivered, expected, started + common.timeout);
     let machine = machine_before.and_then(|b| Some(procstat::machine_busy_seconds().ok()? - b));
     let bench_cpu = bench_cpu_before.and_then(|b| Some(procstat::own_cpu_seconds().ok()? - b));
     let server = server_before.and_then(|before| {

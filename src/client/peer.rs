@@ -9,9 +9,9 @@
 //! follow it) and never holds more than [`MAX_LINE`] bytes. Owns no file
 //! and no offer; [`super::share`] and [`super::download`] use it.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The longest line either side accepts, newline excluded. A `GET` line is
 /// at most ~200 bytes; an `ERR` line's text is short English.
@@ -147,40 +147,13 @@ pub fn parse_header(line: &str) -> Option<Header> {
 /// `TimedOut` past the deadline, `UnexpectedEof` when the other side
 /// closes first, `InvalidData` for a line longer than [`MAX_LINE`] or not
 /// UTF-8, and the socket's own errors.
-pub fn read_line(mut stream: &TcpStream, limit: Duration) -> io::Result<String> {
-    let deadline = Instant::now() + limit;
-    let mut line = Vec::with_capacity(128);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_read_timeout(Some(left))?;
-        let mut byte = [0u8; 1];
-        match stream.read(&mut byte) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
-            Err(e) => return Err(e),
-        }
-        if byte[0] == b'\n' {
-            break;
-        }
-        if line.len() >= MAX_LINE {
-            return Err(io::ErrorKind::InvalidData.into());
-        }
-        line.push(byte[0]);
-    }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| io::ErrorKind::InvalidData.into())
+pub fn read_line(stream: &TcpStream, limit: Duration) -> io::Result<String> {
+    crate::proto::frame::read_one_line(stream, limit, MAX_LINE)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     use super::*;

@@ -142,31 +142,8 @@ fn refuse(mut stream: &TcpStream, code: &str, text: &str) {
 
 /// Reads the first line, byte by byte (nothing after it is consumed),
 /// within [`LINE_DEADLINE`].
-fn first_line(mut stream: &TcpStream) -> io::Result<String> {
-    let deadline = Instant::now() + LINE_DEADLINE;
-    let mut line = Vec::with_capacity(128);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_read_timeout(Some(left))?;
-        let mut byte = [0u8; 1];
-        if stream.read(&mut byte)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if byte[0] == b'\n' {
-            break;
-        }
-        if line.len() >= MAX_LINE {
-            return Err(io::ErrorKind::InvalidData.into());
-        }
-        line.push(byte[0]);
-    }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| io::ErrorKind::InvalidData.into())
+fn first_line(stream: &TcpStream) -> io::Result<String> {
+    crate::proto::frame::read_one_line(stream, LINE_DEADLINE, MAX_LINE)
 }
 
 /// Releases a fetcher's transfer slot when the transfer ends, however.

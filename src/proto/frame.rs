@@ -124,6 +124,46 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// Reads one line from `stream` (without its `\n`, or a `\r` before it)
+/// within `limit`, a byte at a time, so that nothing after it is consumed
+/// (the peer protocol of file sharing: a file's bytes follow its header),
+/// holding at most `max` bytes.
+///
+/// # Errors
+/// `TimedOut` past the deadline, `UnexpectedEof` when the other side
+/// closes first, `InvalidData` for a line longer than `max` or not UTF-8,
+/// and the socket's own errors.
+pub fn read_one_line(mut stream: &std::net::TcpStream, limit: std::time::Duration, max: usize) -> io::Result<String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut line = Vec::with_capacity(128);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e),
+        }
+        if byte[0] == b'\n' {
+            break;
+        }
+        if line.len() >= max {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        line.push(byte[0]);
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| io::ErrorKind::InvalidData.into())
+}
+
 /// Whether a line holds nothing but spaces and tabs; such lines are ignored
 /// without a reply (PROTOCOL.md 1).
 pub fn is_blank(line: &[u8]) -> bool {
