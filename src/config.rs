@@ -67,7 +67,7 @@ pub struct FilesConfig {
 impl Default for FilesConfig {
     fn default() -> FilesConfig {
         FilesConfig {
-            max_file_size: 1 << 32,
+            max_file_size: crate::core::files::DEFAULT_MAX_FILE_SIZE,
             relay: None,
             relay_announce: None,
             relay_per_account: 4,

@@ -122,7 +122,7 @@ struct Args {
     #[arg(long)]
     relay_announce: Option<String>,
     /// The largest file that may be shared, in bytes (default 4 GiB).
-    #[arg(long, default_value_t = 1 << 32, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
+    #[arg(long, default_value_t = charla::core::files::DEFAULT_MAX_FILE_SIZE, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     max_file_size: u64,
     /// Relayed transfers an account may fetch at once (0: no limit).
     #[arg(long, default_value_t = 4)]

@@ -291,12 +291,10 @@ impl OfferIndex for ClusterOffers {
 /// Sorts offers as `FILES` lists them: by name in ASCII lower case, then by
 /// id as a string.
 pub fn sort_offers(offers: &mut [Offer]) {
-    offers.sort_by(|a, b| {
-        a.name
-            .to_ascii_lowercase()
-            .cmp(&b.name.to_ascii_lowercase())
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    fn lower(name: &str) -> impl Iterator<Item = u8> + '_ {
+        name.bytes().map(|b| b.to_ascii_lowercase())
+    }
+    offers.sort_by(|a, b| lower(&a.name).cmp(lower(&b.name)).then_with(|| a.id.cmp(&b.id)));
 }
 
 /// Checks `SHARE`'s size: decimal digits (else `bad-request`) of at most
@@ -376,7 +374,13 @@ pub fn random_hex(bytes: usize) -> Result<String, ErrorCode> {
 
 /// Bytes as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Hex to bytes.
@@ -411,14 +415,22 @@ pub enum TicketError {
     Expired,
 }
 
-/// The seal of a ticket's fields for file `file` under `key`.
-fn seal(key: &[u8], file: &str, expires_ms: Millis, fetcher: AccountId, nonce: u64) -> Option<[u8; 16]> {
+/// The MAC of a ticket's fields for file `file` under `key`, before it is
+/// finished: [`mint`] seals with it, [`check`] verifies with it.
+fn ticket_mac(key: &[u8], file: &str, expires_ms: Millis, fetcher: AccountId, nonce: u64) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
     mac.update(file.as_bytes());
     mac.update(&expires_ms.to_be_bytes());
     mac.update(&fetcher.to_be_bytes());
     mac.update(&nonce.to_be_bytes());
-    let full = mac.finalize().into_bytes();
+    Some(mac)
+}
+
+/// The seal of a ticket's fields for file `file` under `key`.
+fn seal(key: &[u8], file: &str, expires_ms: Millis, fetcher: AccountId, nonce: u64) -> Option<[u8; 16]> {
+    let full = ticket_mac(key, file, expires_ms, fetcher, nonce)?
+        .finalize()
+        .into_bytes();
     let mut short = [0u8; 16];
     short.copy_from_slice(&full[..16]);
     Some(short)
@@ -463,12 +475,9 @@ pub fn check(key_hex: &str, file: &str, ticket: &str, now_ms: Millis, grace: Mil
     let expires_ms = Millis::from_be_bytes(field(0));
     let fetcher = AccountId::from_be_bytes(field(8));
     let nonce = u64::from_be_bytes(field(16));
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| TicketError::Forged)?;
-    mac.update(file.as_bytes());
-    mac.update(&expires_ms.to_be_bytes());
-    mac.update(&fetcher.to_be_bytes());
-    mac.update(&nonce.to_be_bytes());
-    mac.verify_truncated_left(&bytes[24..])
+    ticket_mac(&key, file, expires_ms, fetcher, nonce)
+        .ok_or(TicketError::Forged)?
+        .verify_truncated_left(&bytes[24..])
         .map_err(|_| TicketError::Forged)?;
     if now_ms > expires_ms.saturating_add(grace) {
         return Err(TicketError::Expired);

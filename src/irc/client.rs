@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::core::code::ErrorCode;
 use crate::core::commands::{self, Args, Outcome};
-use crate::core::reply::{Answer, ReplyTo};
+use crate::core::reply::{Answer, Person, ReplyTo};
 use crate::core::rooms;
 use crate::core::session::Session;
 use crate::core::validate;
@@ -214,8 +214,7 @@ impl<'c> IrcClient<'c> {
         };
         let label = message.tag("label").map(str::to_string);
         let command = message.command.to_ascii_uppercase();
-        let params: Vec<&str> = message.params.clone();
-        self.command(&command, &params, label.as_deref())
+        self.command(&command, &message.params, label.as_deref())
     }
 
     /// A line over the limit while reading (PROTOCOL.md 13.3): `417`, and
@@ -583,6 +582,12 @@ impl<'c> IrcClient<'c> {
     /// The usernames online in `channel` (everyone's for `#general`),
     /// sorted; empty for a channel that is not a room.
     fn online_in(&mut self, channel: &str) -> Vec<String> {
+        self.people_in(channel).into_iter().map(|p| p.username).collect()
+    }
+
+    /// The people online in `channel`, with their full names, as
+    /// [`IrcClient::online_in`] lists them.
+    fn people_in(&mut self, channel: &str) -> Vec<Person> {
         let core = self.session.core();
         let people = if rooms::is_lobby(channel) {
             core.presence.who(None)
@@ -593,7 +598,7 @@ impl<'c> IrcClient<'c> {
             }
         };
         match people {
-            Ok(people) => people.into_iter().map(|p| p.username).collect(),
+            Ok(people) => people,
             Err(e) => {
                 log::warn!("connection {}: who failed: {e}", self.session.id());
                 Vec::new()
@@ -833,15 +838,25 @@ impl<'c> IrcClient<'c> {
         let mut response = Response::new(&server, &nick);
         let (channel, people) = if mask.starts_with('#') {
             let name = self.channel_name(mask);
-            let online = self.visible_in(&name);
+            let online = if self.can_see(&name) {
+                self.people_in(&name)
+            } else {
+                Vec::new()
+            };
             (name, online)
         } else {
-            let online = self.online_in(rooms::LOBBY);
-            let found: Vec<String> = online.into_iter().filter(|u| u.eq_ignore_ascii_case(mask)).collect();
+            let online = self.people_in(rooms::LOBBY);
+            let found: Vec<Person> = online
+                .into_iter()
+                .filter(|p| p.username.eq_ignore_ascii_case(mask))
+                .collect();
             ("*".to_string(), found)
         };
-        for person in &people {
-            let full_name = self.full_name(person);
+        for Person {
+            username: person,
+            full_name,
+        } in &people
+        {
             response.numeric(
                 "352",
                 &[
@@ -858,14 +873,6 @@ impl<'c> IrcClient<'c> {
         response.numeric("315", &[mask, "End of WHO list"]);
         self.send(response, label);
         Flow::Continue
-    }
-
-    /// An account's full name (its username if it cannot be read).
-    fn full_name(&self, username: &str) -> String {
-        match self.session_core().store.find_account(username) {
-            Ok(Some(account)) => account.full_name,
-            _ => username.to_string(),
-        }
     }
 
     /// `WHOIS nick`: who an account is.
@@ -942,14 +949,23 @@ impl<'c> IrcClient<'c> {
     /// for a room it is not in (PROTOCOL.md 9.2: a room's WHO needs
     /// membership).
     fn visible_in(&mut self, channel: &str) -> Vec<String> {
+        if self.can_see(channel) {
+            self.online_in(channel)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Whether this account may see who is in `channel`: the lobby, or a
+    /// room it is a member of.
+    fn can_see(&self, channel: &str) -> bool {
         let account = self.session.account().map(|(id, _)| id).unwrap_or(0);
         let core = self.session_core();
-        let member = rooms::is_lobby(channel)
+        rooms::is_lobby(channel)
             || core
                 .rooms
                 .find(channel)
-                .is_some_and(|room| core.rooms.is_member(room.id, account));
-        if member { self.online_in(channel) } else { Vec::new() }
+                .is_some_and(|room| core.rooms.is_member(room.id, account))
     }
 
     /// `LIST`: every room with its member count, then `323`.
