@@ -466,9 +466,18 @@ impl Outbox {
     fn release(self: &Arc<Self>, queue: &mut Queue) {
         let waited = queue.pending + queue.waiting > self.limit;
         let mut due: Vec<u8> = Vec::new();
+        // The first reply's buffer becomes the write's; later ones are
+        // appended to it (usually there is only one).
+        let mut take = |bytes: &mut Vec<u8>| {
+            if due.is_empty() {
+                due = std::mem::take(bytes);
+            } else {
+                due.append(bytes);
+            }
+        };
         while let Some(front) = queue.ordered.front_mut() {
             match front {
-                Slot::Ready(bytes) => due.append(bytes),
+                Slot::Ready(bytes) => take(bytes),
                 Slot::Journal { reply: None, .. } => break,
                 Slot::Journal {
                     number,
@@ -477,7 +486,7 @@ impl Outbox {
                     if bytes.is_empty() && *number > queue.journal_done {
                         break;
                     }
-                    due.append(bytes);
+                    take(bytes);
                 }
             }
             queue.ordered.pop_front();
