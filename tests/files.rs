@@ -327,6 +327,30 @@ fn relayed_transfers_at_once_are_limited_per_fetching_account() {
 }
 
 #[test]
+fn a_transfer_under_way_counts_against_the_limit_whichever_side_came_first() {
+    let server = TestServer::start_with(&["--relay-per-account", "1"]);
+    let mut ana = registered(&server, "ana");
+    let mut bea = registered(&server, "bea");
+    let id = share(&mut bea, 10, "x.bin");
+    let (first, relay) = fetch(&mut ana, &id);
+    bea.line_skipping_presence();
+    let (second, _) = fetch(&mut ana, &id);
+    bea.line_skipping_presence();
+    // The fetcher first, then the owner: paired, the transfer under way
+    // (the owner has not sent the file yet).
+    let mut getter = relay_peer(&relay, &format!("GET {id} {first}"));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut putter = relay_peer(&relay, &format!("PUT {id} {first}"));
+    assert_eq!(raw_line(&mut putter), "OK");
+    assert_eq!(raw_line(&mut getter), "OK");
+    let mut over = relay_peer(&relay, &format!("GET {id} {second}"));
+    assert_eq!(
+        raw_line(&mut over),
+        "ERR limit-reached too many relayed transfers at once"
+    );
+}
+
+#[test]
 fn both_sides_arriving_at_the_relay_together_are_paired_every_time() {
     let server = TestServer::start();
     let mut ana = registered(&server, "ana");

@@ -55,8 +55,11 @@ struct Waiting {
     role: Role,
     /// Its connection, taken by the second.
     stream: TcpStream,
-    /// Tells it the second came and took over.
-    paired: Sender<()>,
+    /// Tells it the second came and took over, handing it what ends when
+    /// the transfer does: the first side's thread stays until then, so
+    /// its fetcher's transfer slot and the relay's connection count hold
+    /// for the whole transfer, whichever side came first.
+    paired: Sender<Receiver<()>>,
 }
 
 /// Bandwidth left to one account.
@@ -249,7 +252,7 @@ impl Relay {
             refuse(&stream, "internal", "the connection cannot be kept");
             return;
         };
-        let (paired, woken): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(1);
+        let (paired, woken): (Sender<Receiver<()>>, Receiver<Receiver<()>>) = crossbeam_channel::bounded(1);
         let first = {
             let mut waiting = lock(&self.waiting);
             match waiting.remove(ticket) {
@@ -270,7 +273,9 @@ impl Relay {
                 }
             }
         };
-        let _ = first.paired.send(());
+        // Dropped when this function returns, after the transfer.
+        let (_transferring, ended) = crossbeam_channel::bounded::<()>(0);
+        let _ = first.paired.send(ended);
         let (getter, putter) = match role {
             Role::Get => (stream, first.stream),
             Role::Put => (first.stream, stream),
@@ -290,8 +295,10 @@ impl Relay {
     /// The first of a pair, its connection in the waiting place: waits for
     /// the second, which takes the connection; on time out, says so (on
     /// `kept`, a handle of the same connection) and closes.
-    fn wait_for_other(&self, role: Role, ticket: &str, kept: &TcpStream, woken: &Receiver<()>) {
-        if woken.recv_timeout(PAIR_WAIT).is_ok() {
+    fn wait_for_other(&self, role: Role, ticket: &str, kept: &TcpStream, woken: &Receiver<Receiver<()>>) {
+        if let Ok(ended) = woken.recv_timeout(PAIR_WAIT) {
+            // Until the second side's transfer ends (its sender dropped).
+            let _ = ended.recv();
             return;
         }
         // Still there: nobody came. Gone: the second took it just now.
