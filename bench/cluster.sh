@@ -26,8 +26,8 @@
 # Environment: SCENARIOS, OUT (result folder), PGPORT (default 55439),
 # CHARLA_PORT (the SQLite server, default 7200), QUIET_WAIT=1 (as in
 # bench/compare.sh: wait before each run while a compiler runs or the
-# machine is more than 20% busy, and log the conditions in
-# OUT/conditions.log). Needs what deploy/cluster.sh needs (PostgreSQL server
+# machine is more than 20% busy; the conditions are logged in
+# OUT/conditions.log either way). Needs what deploy/cluster.sh needs (PostgreSQL server
 # binaries, haproxy) and python3. Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."

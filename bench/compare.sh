@@ -19,9 +19,9 @@
 # messages per sender of the fanout runs; the issue's M=200 runs last only a
 # fraction of a second here, too short to be stable), OUT (result folder),
 # QUIET_WAIT=1 to wait before each run while a compiler (rustc) runs or the
-# machine is more than 20% busy (polls every 30 s, up to 20 minutes), and to
-# log the 1-minute load, that busy share and running compilers before and
-# after each run in OUT/conditions.log.
+# machine is more than 20% busy (polls every 30 s, up to 20 minutes). The
+# 1-minute load, that busy share and running compilers are logged before
+# and after each run in OUT/conditions.log either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
