@@ -135,9 +135,9 @@ impl<'c> IrcClient<'c> {
         self.registration.is_none()
     }
 
-    /// The session.
-    pub fn session(&mut self) -> &mut Session<'c> {
-        &mut self.session
+    /// The connection's id, for logs.
+    pub fn session_id(&self) -> crate::core::feed::ConnectionId {
+        self.session.id()
     }
 
     /// Ends the session (its messages acknowledged first).

@@ -88,8 +88,9 @@ pub fn serve(
         outbox.bye(ErrorCode::ShuttingDown);
     }
     let login_deadline = accepted + core.config.login_timeout;
+    let max_line = core.config.max_line;
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_commands(&mut session, &*transport, login_deadline)
+        read_frames(&mut session, &outbox, &*transport, max_line, login_deadline);
     }));
     if served.is_err() {
         log::error!("connection {id}: its thread panicked; closing it");
@@ -98,24 +99,42 @@ pub fn serve(
     log::info!("connection {id} from {peer} closed");
 }
 
-/// The read loop: one command per line until the client leaves, the
-/// connection fails or the session is told to close.
-fn read_commands(session: &mut Session<'_>, transport: &dyn Transport, login_deadline: Instant) {
-    let config = &session.core().config;
+/// What the shared read loop asks of a front end (charla's protocol or
+/// IRC): whether it is logged in yet, and what each frame leads to.
+pub(super) trait FrontEnd {
+    /// The connection's id, for logs.
+    fn id(&self) -> ConnectionId;
+    /// Whether the login (or IRC registration) is done.
+    fn logged_in(&self) -> bool;
+    /// Handles one complete line; false to stop reading.
+    fn line(&mut self, line: &[u8]) -> bool;
+    /// Handles a line over the limit; false to stop reading.
+    fn too_long(&mut self) -> bool;
+}
+
+/// The read loop both front ends share: frames until the client leaves,
+/// the connection fails or the session is told to close, with the outbox's
+/// bound on reading and the login deadline enforced between frames.
+pub(super) fn read_frames(
+    front: &mut dyn FrontEnd,
+    outbox: &Arc<Outbox>,
+    transport: &dyn Transport,
+    max_line: usize,
+    login_deadline: Instant,
+) {
     let input = Input {
         transport,
         login_deadline: Some(login_deadline),
     };
-    let mut reader = LineReader::new(input, config.max_line);
-    let outbox = Arc::clone(session.outbox());
+    let mut reader = LineReader::new(input, max_line);
     loop {
         outbox.wait_for_room();
         if outbox.is_closing() {
             return;
         }
-        if !session.is_logged_in() {
+        if !front.logged_in() {
             if Instant::now() >= login_deadline {
-                log::info!("connection {} from {}: login timeout", session.id(), session.peer());
+                log::info!("connection {}: login timeout", front.id());
                 outbox.bye(ErrorCode::LoginTimeout);
                 return;
             }
@@ -123,12 +142,9 @@ fn read_commands(session: &mut Session<'_>, transport: &dyn Transport, login_dea
             // The login timeout no longer applies.
             let _ = transport.set_read_timeout(None);
         }
-        let flow = match reader.read_frame() {
-            Ok(Frame::Line(line)) => line_command(session, line),
-            Ok(Frame::TooLong) => {
-                commands::refuse_line(session, None, ErrorCode::LineTooLong);
-                Flow::Continue
-            }
+        let go_on = match reader.read_frame() {
+            Ok(Frame::Line(line)) => front.line(line),
+            Ok(Frame::TooLong) => front.too_long(),
             Ok(Frame::Eof) => return,
             Err(e)
                 if matches!(
@@ -136,16 +152,35 @@ fn read_commands(session: &mut Session<'_>, transport: &dyn Transport, login_dea
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) =>
             {
-                Flow::Continue
+                true
             }
             Err(e) => {
-                log::debug!("connection {}: read failed: {e}", session.id());
+                log::debug!("connection {}: read failed: {e}", front.id());
                 return;
             }
         };
-        if flow == Flow::Quit {
+        if !go_on {
             return;
         }
+    }
+}
+
+impl FrontEnd for Session<'_> {
+    fn id(&self) -> ConnectionId {
+        Session::id(self)
+    }
+
+    fn logged_in(&self) -> bool {
+        self.is_logged_in()
+    }
+
+    fn line(&mut self, line: &[u8]) -> bool {
+        line_command(self, line) != Flow::Quit
+    }
+
+    fn too_long(&mut self) -> bool {
+        commands::refuse_line(self, None, ErrorCode::LineTooLong);
+        true
     }
 }
 
