@@ -165,7 +165,7 @@ pub fn join_senders(senders: Vec<std::thread::JoinHandle<Result<(), BenchError>>
 }
 
 /// Waits until `delivered()` reaches `expected`, the `deadline` passes, or
-/// deliveries stall for [`DELIVERY_STALL`]; returns the final count.
+/// deliveries stall for five seconds; returns the final count.
 pub fn wait_for_deliveries(delivered: impl Fn() -> u64, expected: u64, deadline: Instant) -> u64 {
     let mut progress = (delivered(), Instant::now());
     while progress.0 < expected && Instant::now() < deadline && progress.1.elapsed() < DELIVERY_STALL {

@@ -1,6 +1,6 @@
 //! One connection of the IRC front end (PROTOCOL.md 13), from accept to
 //! close: the read loop charla's own connections use
-//! ([`super::conn::read_frames`]: the line limit enforced while reading,
+//! (`conn::read_frames`: the line limit enforced while reading,
 //! the registration deadline) hands each IRC line to the connection's
 //! [`IrcClient`].
 //!
